@@ -1,3 +1,10 @@
+"""mmslak: SLaK (sparse large kernels) as an OpenMMLab 2.0 plugin.
+
+Importing this package registers, in the upstream registries, the SLaK
+backbone (``type='mmpretrain.SLaK'``) and the pieces the paper needs that
+upstream lacks.
+"""
 from .version import __version__
+from . import models  # noqa: F401,E402  (registers the backbone)
 
 __all__ = ['__version__']

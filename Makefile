@@ -1,0 +1,34 @@
+# The two commands of the README. Both set up the pinned environment first
+# (tools/setup_env.sh: minutes the first time, seconds afterwards).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON_ENV = $$(bash tools/setup_env.sh)
+LINT_PATHS = mmslak tools tests configs setup.py
+
+.PHONY: env demo test lint unit format
+
+env:
+	@bash tools/setup_env.sh >/dev/null
+
+## Set up, then run the main job end to end on generated data.
+demo:
+	@PY=$(PYTHON_ENV); $$PY tools/demo.py
+
+## Set up, then lint and run the whole test suite (slow tests included).
+test:
+	@PY=$(PYTHON_ENV); \
+	$(MAKE) --no-print-directory lint PY=$$PY; \
+	$$PY -m pytest tests -q --durations=15
+
+lint:
+	@$(PY) -m flake8 $(LINT_PATHS)
+	@$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	@$(PY) -m yapf --diff --recursive $(LINT_PATHS)
+
+## Fast tests only (skips those marked slow).
+unit:
+	@PY=$(PYTHON_ENV); $$PY -m pytest tests -q -m "not slow"
+
+format:
+	@PY=$(PYTHON_ENV); $$PY -m isort $(LINT_PATHS); \
+	$$PY -m yapf -i --recursive $(LINT_PATHS)

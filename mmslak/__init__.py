@@ -6,5 +6,6 @@ upstream lacks.
 """
 from .version import __version__
 from . import models  # noqa: F401,E402  (registers the backbone)
+from . import engine  # noqa: F401,E402  (layer-decay constructor)
 
 __all__ = ['__version__']

@@ -1,0 +1,193 @@
+"""LayerDecayOptimWrapperConstructor: lr of every parameter vs the formula
+``base_lr * rate ** (num_layers + 1 - layer_id)`` with the layer ids written
+out by hand here (ConvNeXt / SLaK convention), for classifier, segmentor
+and detector."""
+import re
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import mmslak  # noqa: F401
+
+BASE_LR = 1e-3
+WD = 0.05
+# depths (2, 1, 7, 1): stage 3 blocks 0..6 -> layer ids 3,3,3,4,4,4,5
+BACKBONE = dict(
+    type='mmpretrain.SLaK',
+    arch=dict(depths=[2, 1, 7, 1], dims=[8, 8, 16, 16]),
+    width_factor=1.0,
+    kernel_sizes=(7, 7, 7, 7),
+    small_kernel=3,
+    init_cfg=None)
+
+
+def expected_layer_id(name, decay_type, num_layers=6):
+    """Independent restatement of the paper's layer ids."""
+    m = re.match(r'backbone\.(downsample_layers|stages)\.(\d+)\.(\d+)', name)
+    if m is None:
+        return num_layers + 1  # heads, necks, output norms
+    kind, stage, block = m.group(1), int(m.group(2)), int(m.group(3))
+    if decay_type == 'stage_wise':
+        return 0 if kind == 'downsample_layers' else stage + 1
+    if kind == 'downsample_layers':
+        return {0: 0, 1: 2, 2: 3, 3: num_layers}[stage]
+    return {0: 1, 1: 2, 2: 3 + block // 3, 3: num_layers}[stage]
+
+
+def build(model_cfg, scope, decay_type, num_layers=6):
+    init_default_scope(scope)
+    from mmengine.registry import MODELS
+    model = MODELS.build(model_cfg)
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(
+                decay_rate=0.9, decay_type=decay_type, num_layers=num_layers)))
+    return model, wrapper
+
+
+def check_groups(model, wrapper, decay_type, must_see):
+    lr_of, wd_of = {}, {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            lr_of[id(p)] = group['lr']
+            wd_of[id(p)] = group['weight_decay']
+    seen_ids = set()
+    for name, p in model.named_parameters():
+        layer_id = expected_layer_id(name, decay_type)
+        seen_ids.add(layer_id)
+        want = BASE_LR * 0.9**(6 + 1 - layer_id)
+        assert lr_of[id(p)] == pytest.approx(want, rel=1e-12), name
+        want_wd = 0. if (p.ndim == 1 or name.endswith('.bias')) else WD
+        assert wd_of[id(p)] == want_wd, name
+    assert len(lr_of) == len(list(model.parameters()))
+    for prefix in must_see:  # non-backbone params got the full lr
+        params = [
+            p for n, p in model.named_parameters() if n.startswith(prefix)
+        ]
+        assert params, prefix
+        assert all(lr_of[id(p)] == pytest.approx(BASE_LR) for p in params)
+    want_ids = (
+        set(range(0, 8)) if decay_type == 'layer_wise' else {0, 1, 2, 3, 4, 7})
+    assert seen_ids == want_ids
+
+
+@pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
+def test_segmentor(decay_type):
+    norm = dict(type='BN', requires_grad=True)
+    cfg = dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor'),
+        backbone=dict(
+            BACKBONE, out_indices=(0, 1, 2, 3), gap_before_final_norm=False),
+        decode_head=dict(
+            type='UPerHead',
+            in_channels=[8, 8, 16, 16],
+            in_index=[0, 1, 2, 3],
+            channels=8,
+            num_classes=3,
+            norm_cfg=norm),
+        auxiliary_head=dict(
+            type='FCNHead',
+            in_channels=16,
+            in_index=2,
+            channels=8,
+            num_classes=3,
+            norm_cfg=norm))
+    model, wrapper = build(cfg, 'mmseg', decay_type)
+    check_groups(model, wrapper, decay_type,
+                 ['decode_head.', 'auxiliary_head.', 'backbone.norm0'])
+
+
+def test_classifier():
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=BACKBONE,
+        neck=None,
+        head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
+    model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
+    check_groups(model, wrapper, 'layer_wise', ['head.', 'backbone.norm.'])
+
+
+def test_detector():
+    cfg = dict(
+        type='RetinaNet',
+        data_preprocessor=dict(type='DetDataPreprocessor'),
+        backbone=dict(
+            BACKBONE, out_indices=(1, 2, 3), gap_before_final_norm=False),
+        neck=dict(
+            type='FPN',
+            in_channels=[8, 16, 16],
+            out_channels=8,
+            start_level=0,
+            add_extra_convs='on_output',
+            num_outs=4),
+        bbox_head=dict(
+            type='RetinaHead',
+            num_classes=3,
+            in_channels=8,
+            stacked_convs=1,
+            feat_channels=8,
+            anchor_generator=dict(
+                type='AnchorGenerator',
+                octave_base_scale=4,
+                scales_per_octave=1,
+                ratios=[1.0],
+                strides=[8, 16, 32, 64]),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+            loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+            loss_bbox=dict(type='L1Loss')))
+    model, wrapper = build(cfg, 'mmdet', 'layer_wise')
+    check_groups(model, wrapper, 'layer_wise', ['neck.', 'bbox_head.'])
+
+
+def test_frozen_params_are_left_out():
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=dict(BACKBONE, frozen_stages=1),
+        head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
+    model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
+    in_optim = {
+        id(p)
+        for g in wrapper.optimizer.param_groups
+        for p in g['params']
+    }
+    for name, p in model.named_parameters():
+        assert (id(p) in in_optim) == p.requires_grad, name
+    assert not model.backbone.stages[0][0].pwconv1.weight.requires_grad
+
+
+def test_lr_follows_scheduler_scale():
+    """One optimizer step moves head params more than stem params."""
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=BACKBONE,
+        head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
+    model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
+    stem = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 0][0]
+    head = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 7][0]
+    torch.testing.assert_close(stem['lr'] / head['lr'], 0.9**7)
+
+
+@pytest.mark.parametrize('paramwise_cfg, match', [
+    (dict(decay_type='layer_wise', num_layers=6), 'decay_rate'),
+    (dict(decay_rate=0.9, decay_type='block_wise'), 'decay_type'),
+    (dict(decay_rate=0.9, num_layers=12), 'does not match'),
+    (dict(decay_rate=0.9, decay_type='stage_wise'), 'num_layers'),
+    (dict(decay_rate=0.9, custom_keys={}), 'custom_keys'),
+])
+def test_bad_config(paramwise_cfg, match):
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    model = MODELS.build(dict(type='ImageClassifier', backbone=BACKBONE))
+    with pytest.raises((ValueError, TypeError), match=match):
+        build_optim_wrapper(
+            model,
+            dict(
+                optimizer=dict(type='AdamW', lr=BASE_LR),
+                constructor='LayerDecayOptimWrapperConstructor',
+                paramwise_cfg=paramwise_cfg))

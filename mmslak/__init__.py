@@ -4,8 +4,8 @@ Importing this package registers, in the upstream registries, the SLaK
 backbone (``type='mmpretrain.SLaK'``) and the pieces the paper needs that
 upstream lacks.
 """
-from .version import __version__
-from . import models  # noqa: F401,E402  (registers the backbone)
 from . import engine  # noqa: F401,E402  (layer-decay constructor)
+from . import models  # noqa: F401,E402  (registers the backbone)
+from .version import __version__
 
 __all__ = ['__version__']

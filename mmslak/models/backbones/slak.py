@@ -45,7 +45,10 @@ class SLaKBlock(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.large_kernel = DecomposedLargeKernelConv(
-            channels, kernel_size, small_kernel, norm_cfg=norm_cfg,
+            channels,
+            kernel_size,
+            small_kernel,
+            norm_cfg=norm_cfg,
             deploy=deploy)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
         hidden = int(mlp_ratio * channels)
@@ -53,8 +56,8 @@ class SLaKBlock(BaseModule):
         self.act = nn.GELU()
         self.pwconv2 = nn.Linear(hidden, channels)
         if layer_scale_init_value > 0:
-            self.gamma = nn.Parameter(
-                layer_scale_init_value * torch.ones(channels))
+            self.gamma = nn.Parameter(layer_scale_init_value *
+                                      torch.ones(channels))
         else:
             self.gamma = None
         self.drop_path = DropPath(
@@ -122,33 +125,35 @@ class SLaK(BaseBackbone):
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
     default_kernel_sizes = (51, 49, 47, 13)
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 in_channels: int = 3,
-                 width_factor: float = 1.3,
-                 kernel_sizes: Optional[Sequence[int]] = None,
-                 small_kernel: Optional[int] = 5,
-                 drop_path_rate: float = 0.,
-                 layer_scale_init_value: float = 1e-6,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 out_indices: Union[int, Sequence[int]] = -1,
-                 frozen_stages: int = 0,
-                 norm_eval: bool = False,
-                 gap_before_final_norm: bool = True,
-                 with_cp: bool = False,
-                 deploy: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(
-                         type='TruncNormal',
-                         layer=['Conv2d', 'Linear'],
-                         std=.02,
-                         bias=0.),
-                     dict(
-                         type='Constant',
-                         layer=['LayerNorm', '_BatchNorm'],
-                         val=1.,
-                         bias=0.),
-                 ]) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        in_channels: int = 3,
+        width_factor: float = 1.3,
+        kernel_sizes: Optional[Sequence[int]] = None,
+        small_kernel: Optional[int] = 5,
+        drop_path_rate: float = 0.,
+        layer_scale_init_value: float = 1e-6,
+        norm_cfg: dict = dict(type='BN', requires_grad=True),
+        out_indices: Union[int, Sequence[int]] = -1,
+        frozen_stages: int = 0,
+        norm_eval: bool = False,
+        gap_before_final_norm: bool = True,
+        with_cp: bool = False,
+        deploy: bool = False,
+        init_cfg: Optional[Union[dict, List[dict]]] = [
+            dict(
+                type='TruncNormal',
+                layer=['Conv2d', 'Linear'],
+                std=.02,
+                bias=0.),
+            dict(
+                type='Constant',
+                layer=['LayerNorm', '_BatchNorm'],
+                val=1.,
+                bias=0.),
+        ]
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         depths, base_dims, arch_kernels = self._parse_arch(arch)
         if width_factor <= 0:
@@ -171,8 +176,8 @@ class SLaK(BaseBackbone):
         self.small_kernel = small_kernel
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
-        if not isinstance(frozen_stages, int) or not (
-                -1 <= frozen_stages <= self.num_stages):
+        if not isinstance(frozen_stages,
+                          int) or not (-1 <= frozen_stages <= self.num_stages):
             raise ValueError(
                 f'frozen_stages must be an int in [-1, {self.num_stages}] '
                 f'(-1 or 0: nothing frozen), got {frozen_stages!r}')
@@ -185,8 +190,7 @@ class SLaK(BaseBackbone):
         self.downsample_layers = ModuleList()
         self.stages = ModuleList()
         block_idx = 0
-        for i, (depth, channels) in enumerate(zip(self.depths,
-                                                  self.channels)):
+        for i, (depth, channels) in enumerate(zip(self.depths, self.channels)):
             if i == 0:
                 downsample = Sequential(
                     nn.Conv2d(in_channels, channels, kernel_size=4, stride=4),
@@ -234,11 +238,13 @@ class SLaK(BaseBackbone):
             raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
         missing = {'depths', 'dims'} - set(arch)
         if missing:
-            raise ValueError(f'a custom arch dict needs the keys {sorted(missing)}'
-                             f'; got {sorted(arch)}')
+            raise ValueError(
+                f'a custom arch dict needs the keys {sorted(missing)}'
+                f'; got {sorted(arch)}')
         unknown = set(arch) - {'depths', 'dims', 'kernel_sizes'}
         if unknown:
-            raise ValueError(f'unknown keys in the arch dict: {sorted(unknown)}')
+            raise ValueError(
+                f'unknown keys in the arch dict: {sorted(unknown)}')
         depths, dims = list(arch['depths']), list(arch['dims'])
         if len(depths) != len(dims) or not depths:
             raise ValueError(f'arch depths {depths} and dims {dims} must be '
@@ -261,7 +267,8 @@ class SLaK(BaseBackbone):
                     f'{-self.num_stages}..{self.num_stages - 1})')
             parsed.append(index % self.num_stages)
         if len(set(parsed)) != len(parsed):
-            raise ValueError(f'out_indices has duplicates: {list(out_indices)}')
+            raise ValueError(
+                f'out_indices has duplicates: {list(out_indices)}')
         return tuple(sorted(parsed))
 
     def norm_name(self, stage: int) -> str:

@@ -1,0 +1,78 @@
+# Faster R-CNN + FPN with SLaK-T on PASCAL VOC: trained on VOC07+12
+# trainval, evaluated on VOC2007 test (mAP@0.5, mmdet's 11-point VOC07
+# protocol). Multi-scale training (short side 480-800, long side <= 1333),
+# AdamW lr 1e-4 wd 0.05, 36 epochs (lr x0.1 at 27 and 33), 16 images per
+# batch (8 GPUs x 2), SyncBN.
+_base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py']
+custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpretrain.SLaK',
+        arch='tiny',
+        width_factor=1.3,
+        kernel_sizes=(51, 49, 47, 13),
+        small_kernel=5,
+        drop_path_rate=0.4,
+        layer_scale_init_value=1.0,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        out_indices=(0, 1, 2, 3),
+        gap_before_final_norm=False,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/slak_tiny_in1k_backbone.pth',
+            prefix='backbone.')),
+    neck=dict(in_channels=[124, 249, 499, 998]))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='RandomChoiceResize',
+        scales=[(1333, s) for s in range(480, 801, 32)],
+        keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
+]
+# one pass over VOC07+12 trainval per epoch (no RepeatDataset)
+train_dataloader = dict(
+    batch_size=2,
+    dataset=dict(
+        times=1,
+        dataset=dict(datasets=[
+            dict(pipeline=train_pipeline),
+            dict(pipeline=train_pipeline)
+        ])))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+max_epochs = 36
+train_cfg = dict(max_epochs=max_epochs, val_interval=3)
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[27, 33],
+        gamma=0.1),
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
+default_hooks = dict(checkpoint=dict(interval=3, max_keep_ckpts=3))
+auto_scale_lr = dict(enable=False, base_batch_size=16)

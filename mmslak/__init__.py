@@ -4,6 +4,7 @@ Importing this package registers, in the upstream registries, the SLaK
 backbone (``type='mmpretrain.SLaK'``) and the pieces the paper needs that
 upstream lacks.
 """
+from . import checkpoint  # noqa: F401,E402  (safe loading, atomic writes)
 from . import engine  # noqa: F401,E402  (layer-decay constructor)
 from . import models  # noqa: F401,E402  (registers the backbone)
 from .version import __version__

@@ -1,0 +1,82 @@
+"""Atomic checkpoint writes: a temporary file in the target directory, then
+``os.replace``, so a run killed mid-write leaves the previous file intact.
+
+mmengine's ``save_checkpoint`` writes through a file backend chosen by the
+path prefix; :class:`AtomicLocalBackend` is mmengine's ``LocalBackend``
+with atomic ``put`` / ``put_text``. It is registered as ``'atomic_local'``
+(select it with ``backend_args=dict(backend='atomic_local')`` in a
+CheckpointHook) and, on ``import mmslak``, as the default backend for local
+paths (:func:`use_atomic_local_backend`).
+"""
+import os
+import os.path as osp
+import tempfile
+from pathlib import Path
+from typing import Union
+
+from mmengine.fileio.backends import LocalBackend, register_backend
+
+__all__ = [
+    'atomic_write_bytes', 'AtomicLocalBackend', 'use_atomic_local_backend'
+]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
+    """Write ``data`` to ``filepath`` so that readers see either the old
+    file or the complete new one, never a partial file."""
+    # Write through a symlink to its target, as open(..., 'wb') would.
+    filepath = osp.realpath(osp.expanduser(str(filepath)))
+    directory = osp.dirname(filepath) or '.'
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0o600; give the file the mode open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, filepath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's LocalBackend whose writes are atomic."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        atomic_write_bytes(obj, filepath)
+
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        atomic_write_bytes(obj.encode(encoding), filepath)
+
+
+register_backend('atomic_local', AtomicLocalBackend, force=True)
+
+
+def use_atomic_local_backend() -> None:
+    """Make :class:`AtomicLocalBackend` the backend of plain local paths
+    (mmengine's ``'local'`` name and empty prefix)."""
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

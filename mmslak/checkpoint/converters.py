@@ -1,0 +1,285 @@
+"""Converters between the published SLaK checkpoint layouts and mmslak.
+
+Source layouts handled:
+
+* reference ImageNet (VITA-Group/SLaK ``main.py``): ``{'model': sd}``,
+  optionally ``model_ema`` (timm ``ModelEma`` state dict), keys possibly
+  prefixed ``module.``; head ``head.weight/bias``, final norm ``norm.*``.
+* mmseg 0.x UperNet (reference ``Segmentation/``): ``{'meta', 'state_dict',
+  'optimizer'}``. The model keys (``backbone.*``, ``decode_head.*``,
+  ``auxiliary_head.*``) are unchanged in mmseg 1.x, whose own model zoo
+  serves its 0.x files; what changed is the meta: ``CLASSES`` /
+  ``PALETTE`` became ``meta['dataset_meta']['classes' / 'palette']``.
+* mmdet 2.x Cascade Mask R-CNN (reference ``Detection/``): likewise, keys
+  (``backbone``, ``neck``, ``rpn_head``, ``roi_head.{bbox,mask}_head.i``)
+  unchanged in mmdet 3.x (whose model zoo serves 2.x files), ``CLASSES``
+  moved to ``meta['dataset_meta']['classes']``.
+
+Every conversion returns the new checkpoint and a report of the mapping;
+:func:`verify_against_model` refuses missing, leftover or mismatched keys,
+and :func:`save_converted` writes atomically, so no partial file is left.
+"""
+import io
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .atomic import atomic_write_bytes
+from .loading import (CheckpointError, CheckpointMismatchError,
+                      check_state_dict, get_state_dict)
+
+__all__ = [
+    'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
+    'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'verify_against_model',
+    'build_slak_classifier', 'build_model_from_config', 'save_converted',
+    'REFERENCE_TRAINING_GLOBALS'
+]
+
+
+class ConversionReport:
+    """What a conversion did: renamed keys, dropped entries, notes."""
+
+    def __init__(self) -> None:
+        self.renames: List[Tuple[str, str]] = []
+        self.dropped: List[str] = []
+        self.notes: List[str] = []
+
+    def summary(self, verbose: bool = False) -> str:
+        groups: Dict[Tuple[str, str], int] = OrderedDict()
+        for src, dst in self.renames:
+            key = _pattern(src, dst)
+            groups[key] = groups.get(key, 0) + 1
+        lines = [f'mapped {len(self.renames)} keys:']
+        for (src, dst), n in groups.items():
+            lines.append(f'  {src} -> {dst}  ({n} keys)')
+        if verbose:
+            lines += [f'    {s} -> {d}' for s, d in self.renames]
+        if self.dropped:
+            lines.append('dropped: ' + ', '.join(self.dropped))
+        lines += self.notes
+        return '\n'.join(lines)
+
+
+def _pattern(src: str, dst: str) -> Tuple[str, str]:
+    """Common suffix replaced by '*': 'module.norm.weight' ->
+    'backbone.norm.weight' gives ('module.*', 'backbone.*')."""
+    s, d = src.split('.'), dst.split('.')
+    n = 0
+    while n < min(len(s), len(d)) and s[-1 - n] == d[-1 - n]:
+        n += 1
+    if n == 0:
+        return src, dst
+    return ('.'.join(s[:-n] + ['*']), '.'.join(d[:-n] + ['*']))
+
+
+# The reference training script stores its argparse.Namespace under 'args'.
+def _reference_training_globals() -> list:
+    import argparse
+    return [argparse.Namespace]
+
+
+REFERENCE_TRAINING_GLOBALS = _reference_training_globals()
+
+
+def slak_to_mmpretrain(checkpoint: dict,
+                       ema: bool = False,
+                       backbone_only: bool = False
+                       ) -> Tuple[dict, ConversionReport]:
+    """Reference ImageNet checkpoint -> mmpretrain ImageClassifier.
+
+    ``backbone.<key>`` for every backbone key (the final norm stays
+    ``backbone.norm.*``), ``head.fc.{weight,bias}`` for ``head.*``; with
+    ``backbone_only`` the head is dropped and the result is meant for
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    """
+    report = ConversionReport()
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError('expected a checkpoint dict, got '
+                              f'{type(checkpoint).__name__}')
+    key = 'model_ema' if ema else 'model'
+    if ema and 'model_ema' not in checkpoint:
+        raise CheckpointError(
+            '--ema asked for the EMA weights but the checkpoint has no '
+            f"'model_ema' entry (its keys: {sorted(checkpoint)})")
+    source = get_state_dict(checkpoint, keys=(key, 'state_dict'))
+    for name in checkpoint:
+        if name not in (key, ):
+            report.dropped.append(name)
+    state_dict = OrderedDict()
+    for name, value in source.items():
+        if name.startswith('head.'):
+            if backbone_only:
+                report.dropped.append(name)
+                continue
+            new = 'head.fc.' + name[len('head.'):]
+        else:
+            new = 'backbone.' + name
+        state_dict[new] = value
+        report.renames.append((name, new))
+    meta = dict(converted_from='SLaK reference ImageNet checkpoint' +
+                (' (EMA weights)' if ema else ''))
+    return dict(meta=meta, state_dict=state_dict), report
+
+
+def mmpretrain_to_slak(checkpoint: dict,
+                       backbone_only: bool = False
+                       ) -> Tuple[dict, ConversionReport]:
+    """mmslak (mmpretrain ImageClassifier, or any model with a
+    ``backbone.``) checkpoint -> reference layout ``{'model': sd}``.
+
+    Keys outside ``backbone.*`` and ``head.fc.*`` are refused unless
+    ``backbone_only`` (then they, and the head, are dropped). Sparse masks
+    (``checkpoint['sparsity']``) are dropped: the reference code rebuilds
+    them from ``weight != 0``, and masked weights are zero.
+    """
+    report = ConversionReport()
+    source = get_state_dict(checkpoint)
+    if isinstance(checkpoint, dict):
+        report.dropped += [k for k in checkpoint if k != 'state_dict']
+    state_dict, leftover = OrderedDict(), []
+    for name, value in source.items():
+        if name.startswith('backbone.'):
+            new = name[len('backbone.'):]
+        elif name.startswith('head.fc.') and not backbone_only:
+            new = 'head.' + name[len('head.fc.'):]
+        elif backbone_only:
+            report.dropped.append(name)
+            continue
+        else:
+            leftover.append(name)
+            continue
+        state_dict[new] = value
+        report.renames.append((name, new))
+    if leftover:
+        raise CheckpointMismatchError(
+            'keys with no counterpart in the reference ImageNet layout '
+            f'({len(leftover)}): {leftover[:20]}; pass --backbone-only to '
+            'keep only the backbone')
+    return dict(model=state_dict), report
+
+
+def _upgrade_meta(meta: Optional[dict], report: ConversionReport,
+                  version_key: str) -> dict:
+    meta = dict(meta or {})
+    dataset_meta = dict(meta.pop('dataset_meta', None) or {})
+    for old, new in (('CLASSES', 'classes'), ('PALETTE', 'palette')):
+        if old in meta:
+            value = meta.pop(old)
+            dataset_meta[new] = list(value) if isinstance(value,
+                                                          tuple) else value
+            report.notes.append(f"meta['{old}'] -> "
+                                f"meta['dataset_meta']['{new}']")
+    if dataset_meta:
+        meta['dataset_meta'] = dataset_meta
+    # mmcv 1.x runner bookkeeping has no meaning for mmengine.
+    for stale in ('hook_msgs', 'mmcv_version', 'epoch', 'iter'):
+        if stale in meta:
+            meta.pop(stale)
+            report.dropped.append(f"meta['{stale}']")
+    if version_key in meta:
+        meta[f'converted_from_{version_key}'] = meta.pop(version_key)
+    return meta
+
+
+def _downstream_upgrade(checkpoint: dict, version_key: str,
+                        renames: Sequence[Tuple[str, str]]
+                        ) -> Tuple[dict, ConversionReport]:
+    report = ConversionReport()
+    source = get_state_dict(checkpoint, keys=('state_dict', ))
+    for name in checkpoint:
+        if name not in ('state_dict', 'meta'):
+            report.dropped.append(name)
+    state_dict = OrderedDict()
+    for name, value in source.items():
+        new = name
+        for old_prefix, new_prefix in renames:
+            if new.startswith(old_prefix):
+                new = new_prefix + new[len(old_prefix):]
+        state_dict[new] = value
+        report.renames.append((name, new))
+    meta = _upgrade_meta(checkpoint.get('meta'), report, version_key)
+    return dict(meta=meta, state_dict=state_dict), report
+
+
+def mmseg0x_to_mmseg1x(checkpoint: dict) -> Tuple[dict, ConversionReport]:
+    """mmseg 0.x UperNet (+ FCN auxiliary head) checkpoint -> mmseg 1.x.
+
+    Model keys are identical between the versions (UPerHead
+    ``psp_modules/bottleneck/lateral_convs/fpn_convs/fpn_bottleneck/
+    conv_seg``, FCNHead ``convs/conv_seg``); the optimizer (mmcv 1.x
+    format) is dropped and ``CLASSES``/``PALETTE`` move to
+    ``dataset_meta``."""
+    return _downstream_upgrade(checkpoint, 'mmseg_version', ())
+
+
+def mmdet2x_to_mmdet3x(checkpoint: dict) -> Tuple[dict, ConversionReport]:
+    """mmdet 2.x Cascade Mask R-CNN checkpoint -> mmdet 3.x (same model
+    keys; optimizer dropped, ``CLASSES`` moved to ``dataset_meta``)."""
+    return _downstream_upgrade(checkpoint, 'mmdet_version', ())
+
+
+def verify_against_model(state_dict: Dict[str, torch.Tensor],
+                         model: nn.Module,
+                         source: str = 'the converted checkpoint') -> None:
+    """Refuse (CheckpointMismatchError naming the keys) unless
+    ``state_dict`` has exactly the model's keys and shapes."""
+    check_state_dict(
+        state_dict,
+        model.state_dict(),
+        source=source,
+        target=f'the target {type(model).__name__}')
+
+
+def build_slak_classifier(arch: str = 'tiny',
+                          kernel_sizes: Optional[Sequence[int]] = None,
+                          width_factor: float = 1.3,
+                          num_classes: Optional[int] = 1000) -> nn.Module:
+    """An mmpretrain ImageClassifier with a SLaK backbone (the target of
+    :func:`slak_to_mmpretrain`); ``num_classes=None`` builds the backbone
+    only, wrapped so its keys are ``backbone.*``."""
+    from mmpretrain.registry import MODELS
+
+    import mmslak  # noqa: F401  (registers SLaK)
+    backbone = dict(
+        type='SLaK',
+        arch=arch,
+        kernel_sizes=kernel_sizes,
+        width_factor=width_factor,
+        init_cfg=None)
+    if num_classes is None:
+        wrapper = nn.Module()
+        wrapper.backbone = MODELS.build(backbone)
+        return wrapper
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=backbone,
+            neck=None,
+            head=dict(
+                type='LinearClsHead',
+                num_classes=num_classes,
+                in_channels=MODELS.build(backbone).channels[-1])))
+
+
+def build_model_from_config(config: str) -> nn.Module:
+    """The model of an mmpretrain/mmseg/mmdet config, weights not loaded
+    (``init_cfg`` entries are not run)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    import mmslak  # noqa: F401
+    cfg = Config.fromfile(config)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return MODELS.build(cfg.model)
+
+
+def save_converted(checkpoint: dict, filepath: str) -> None:
+    """Serialise fully in memory, then write atomically."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write_bytes(buffer.getvalue(), filepath)

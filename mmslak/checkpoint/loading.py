@@ -1,0 +1,278 @@
+"""Checked checkpoint loading: weights-only unpickling with clear errors.
+
+:func:`load_checkpoint_file` replaces mmengine's loader for local paths (see
+:func:`register_checked_local_loader`), so ``load_from``, ``resume`` and
+``init_cfg=dict(type='Pretrained', ...)`` all go through it.
+"""
+import os
+import os.path as osp
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
+    'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
+    'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
+    'register_checked_local_loader'
+]
+
+
+class CheckpointError(RuntimeError):
+    """Base class of the checkpoint errors raised by mmslak."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """The file needs a global that is not on the allow-list."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is empty, truncated or not a torch checkpoint."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Keys are missing/unexpected or shapes disagree with the model."""
+
+
+_OFFENDER_RES = (
+    re.compile(r'GLOBAL ([\w.]+)'),
+    re.compile(r"but got <class '([^']+)'>"),
+    re.compile(r'unrecognized function (.+?)(?: which|$)', re.M),
+)
+
+
+def _offending_global(msg: str) -> Optional[str]:
+    for regex in _OFFENDER_RES:
+        found = regex.search(msg)
+        if found:
+            return found.group(1)
+    return None
+
+
+def load_checkpoint_file(filename: str,
+                         map_location=None,
+                         extra_safe_globals: Iterable = ()) -> dict:
+    """``torch.load`` with ``weights_only=True`` and errors naming the file.
+
+    Args:
+        filename: local path of the checkpoint.
+        map_location: as in :func:`torch.load` (e.g. ``'cpu'``).
+        extra_safe_globals: more globals to allow for this call only (e.g.
+            ``argparse.Namespace`` for the reference ImageNet checkpoints).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: unpickling would need a global outside the
+            allow-list (it could run code); the message names it.
+        CorruptCheckpointError: empty, truncated or not a checkpoint.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    if os.path.getsize(filename) == 0:
+        raise CorruptCheckpointError(
+            f'checkpoint {filename!r} is empty (0 bytes); was its writing '
+            'interrupted?')
+    try:
+        with torch.serialization.safe_globals(list(extra_safe_globals)):
+            # Explicit weights_only=True: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+            # cannot switch it off for an explicit call.
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message starts with generic advice; the reason follows
+        # 'WeightsUnpickler error:'.
+        msg = str(e).split('WeightsUnpickler error:')[-1].strip()
+        offending = _offending_global(msg)
+        if offending is None and not any(
+                s in msg for s in ('unrecognized function', 'Can only',
+                                   'allowlist', 'blocked')):
+            raise CorruptCheckpointError(
+                f'checkpoint {filename!r} is not a readable torch checkpoint '
+                f'(truncated or corrupt): {msg.splitlines()[0]}') from None
+        what = f'the global {offending!r}' if offending else \
+            'an object that is not on the allow-list'
+        raise UnsafeCheckpointError(
+            f'refusing to load checkpoint {filename!r}: unpickling it needs '
+            f'{what}, which is not on the allow-list of types mmengine '
+            'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
+            'unpickling it could run arbitrary code. Nothing was executed. '
+            'Only if you trust the file, convert it to a weights-only '
+            f'checkpoint yourself. (torch: {msg.splitlines()[0]})') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            OSError) as e:
+        raise CorruptCheckpointError(
+            f'checkpoint {filename!r} is not a readable torch checkpoint '
+            f'(truncated or corrupt; {os.path.getsize(filename)} bytes): '
+            f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        ) from None
+
+
+def get_state_dict(
+    checkpoint: dict,
+    keys: Tuple[str, ...] = ('state_dict', 'model'),
+    strip_prefixes: Tuple[str, ...] = ('module.', )
+) -> dict:
+    """The state dict inside a checkpoint (first of ``keys`` present, else
+    the checkpoint itself if it maps names to tensors), with DDP prefixes
+    stripped."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'expected a checkpoint dict, got {type(checkpoint).__name__}')
+    for key in keys:
+        if key in checkpoint:
+            state_dict = checkpoint[key]
+            break
+    else:
+        if checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
+            state_dict = checkpoint
+        else:
+            raise CheckpointError(
+                f'no state dict found: the checkpoint has none of the keys '
+                f'{list(keys)} (its keys: {sorted(checkpoint)[:10]})')
+    out = OrderedDict()
+    for name, value in state_dict.items():
+        for prefix in strip_prefixes:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        out[name] = value
+    return out
+
+
+def compare_state_dicts(
+    state_dict: Dict[str, torch.Tensor], reference: Dict[str, torch.Tensor]
+) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
+    """Missing keys, unexpected keys and (key, got, expected) shape
+    mismatches of ``state_dict`` against ``reference``."""
+    missing = sorted(set(reference) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(reference))
+    mismatched = [(k, tuple(state_dict[k].shape), tuple(reference[k].shape))
+                  for k in sorted(set(state_dict) & set(reference))
+                  if hasattr(state_dict[k], 'shape')
+                  and tuple(state_dict[k].shape) != tuple(reference[k].shape)]
+    return missing, unexpected, mismatched
+
+
+def _listing(keys: List, limit: int = 20) -> str:
+    shown = ', '.join(str(k) for k in keys[:limit])
+    more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
+    return f'{len(keys)}: [{shown}{more}]'
+
+
+def check_state_dict(
+    state_dict: Dict[str, torch.Tensor],
+    reference: Dict[str, torch.Tensor],
+    source: str = 'the checkpoint',
+    target: str = 'the model',
+    allow_missing: Iterable[str] = (),
+    allow_unexpected: Iterable[str] = ()
+) -> None:
+    """Raise :class:`CheckpointMismatchError` listing every missing,
+    unexpected and shape-mismatched key (a 31x31 kernel into a 51x51
+    model, a tiny checkpoint into a small model, ...).
+
+    ``allow_missing`` / ``allow_unexpected`` are key prefixes tolerated.
+    """
+    missing, unexpected, mismatched = compare_state_dicts(
+        state_dict, reference)
+    allow_missing, allow_unexpected = tuple(allow_missing), tuple(
+        allow_unexpected)
+    missing = [k for k in missing if not k.startswith(allow_missing)]
+    unexpected = [k for k in unexpected if not k.startswith(allow_unexpected)]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f'{source} does not match {target}:']
+    if mismatched:
+        lines.append('  shape mismatch (key: checkpoint vs model) ' +
+                     _listing([f'{k}: {a} vs {b}' for k, a, b in mismatched]))
+    if missing:
+        lines.append('  missing in the checkpoint ' + _listing(missing))
+    if unexpected:
+        lines.append('  unexpected (not in the model) ' + _listing(unexpected))
+    raise CheckpointMismatchError('\n'.join(lines))
+
+
+def _load_any(checkpoint: str, map_location) -> dict:
+    if '://' in str(checkpoint):  # URLs etc.: mmengine's loaders (which
+        # use torch.load's weights_only=True default with our allow-list)
+        from mmengine.runner.checkpoint import CheckpointLoader
+        return CheckpointLoader.load_checkpoint(checkpoint, map_location)
+    return load_checkpoint_file(checkpoint, map_location=map_location)
+
+
+def load_pretrained_backbone(
+    module: nn.Module,
+    checkpoint: str,
+    prefix: Optional[str] = None,
+    map_location='cpu',
+    new_layer_prefixes: Iterable[str] = (),
+    allow_unexpected: Iterable[str] = ()
+) -> dict:
+    """Load ``checkpoint`` (optionally only its ``prefix`` part) into
+    ``module``; any missing, unexpected or shape-mismatched key raises
+    :class:`CheckpointMismatchError` listing them.
+
+    Args:
+        new_layer_prefixes: module layers a checkpoint may lack as a whole
+            (e.g. the per-stage output norms of a dense-prediction
+            backbone, absent from an ImageNet checkpoint); if the
+            checkpoint has any key under such a prefix, all must match.
+        allow_unexpected: checkpoint key prefixes that are ignored (e.g.
+            an ImageNet classifier's ``head.``).
+
+    Returns:
+        dict: what was loaded.
+    """
+    ckpt = _load_any(checkpoint, map_location)
+    state_dict = get_state_dict(ckpt)
+    if prefix:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        state_dict = OrderedDict((k[len(prefix):], v)
+                                 for k, v in state_dict.items()
+                                 if k.startswith(prefix))
+        if not state_dict:
+            raise CheckpointMismatchError(
+                f'checkpoint {checkpoint!r} has no key starting with the '
+                f'prefix {prefix!r}')
+    absent = tuple(
+        p for p in new_layer_prefixes
+        if not any(k.startswith(p) for k in state_dict))
+    model_state = module.state_dict()
+    check_state_dict(
+        state_dict,
+        model_state,
+        source=f'pretrained checkpoint {checkpoint!r}' +
+        (f' (prefix {prefix!r})' if prefix else ''),
+        target=type(module).__name__,
+        allow_missing=absent,
+        allow_unexpected=allow_unexpected)
+    loaded = OrderedDict(
+        (k, v) for k, v in state_dict.items() if k in model_state)
+    module.load_state_dict(loaded, strict=False)
+    skipped = sorted(set(state_dict) - set(loaded))
+    from mmengine.logging import print_log
+    print_log(
+        f'loaded {len(loaded)}/{len(model_state)} {type(module).__name__} '
+        f'tensors from {checkpoint}' +
+        (f'; newly initialised: {list(absent)}' if absent else '') +
+        (f'; ignored checkpoint keys: {skipped}' if skipped else ''),
+        logger='current')
+    return loaded
+
+
+def load_from_local_checked(filename, map_location):
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+def register_checked_local_loader() -> None:
+    """Make mmengine load local checkpoints (``load_from``, ``resume``,
+    ``Pretrained`` init) through :func:`load_checkpoint_file`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_checked, force=True)

@@ -7,6 +7,7 @@ upstream lacks.
 from . import checkpoint  # noqa: F401,E402  (safe loading, atomic writes)
 from . import engine  # noqa: F401,E402  (layer-decay constructor)
 from . import models  # noqa: F401,E402  (registers the backbone)
+from . import sparse  # noqa: F401,E402  (SparseTrainingHook)
 from .version import __version__
 
 __all__ = ['__version__']

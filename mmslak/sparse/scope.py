@@ -1,0 +1,60 @@
+"""Which weights of a model are trained sparse."""
+import re
+from collections import OrderedDict
+from typing import Dict, Sequence
+
+import torch.nn as nn
+
+SCOPES = ('all', 'large_kernel')
+
+# Parameter-name suffixes of the Kx5 / 5xK strip kernels of
+# ``DecomposedLargeKernelConv`` (see mmslak/models/layers/large_kernel.py).
+_LARGE_KERNEL_SUFFIXES = ('.LoRA1.conv.weight', '.LoRA2.conv.weight')
+
+
+def select_sparse_params(
+    model: nn.Module,
+    scope: str = 'all',
+    exclude: Sequence[str] = ()
+) -> 'OrderedDict[str, nn.Parameter]':
+    """Return the trainable weights to be masked, in model order.
+
+    Args:
+        model: the unwrapped model (names are its ``named_parameters``).
+        scope: ``'all'``: every 2-D and 4-D weight (stem, downsampling,
+            depthwise and MLP layers, the classifier head);
+            ``'large_kernel'``: only the Kx5 / 5xK strip kernels.
+        exclude: regular expressions; a name matching any of them
+            (``re.search``) stays dense.
+
+    Frozen parameters (``requires_grad=False``) are never selected: they do
+    not train, so pruning and regrowing them has no meaning.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    patterns = [re.compile(p) for p in exclude]
+    selected = OrderedDict()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if scope == 'all':
+            if param.dim() not in (2, 4):
+                continue
+        elif not name.endswith(_LARGE_KERNEL_SUFFIXES):
+            continue
+        if any(p.search(name) for p in patterns):
+            continue
+        selected[name] = param
+    if not selected:
+        raise ValueError(
+            f'no trainable weight of {type(model).__name__} is in '
+            f'scope={scope!r} with exclude={list(exclude)}; nothing to '
+            'sparsify (a deployed/fused model has no strip kernels)')
+    return selected
+
+
+def sparse_shapes(params: Dict[str, nn.Parameter]) -> Dict[str, tuple]:
+    """Shapes of the selected weights, by name."""
+    return {name: tuple(p.shape) for name, p in params.items()}

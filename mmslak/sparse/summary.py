@@ -1,0 +1,74 @@
+"""Per-layer sparsity of a checkpoint (behind
+tools/analysis/sparsity_summary.py)."""
+from typing import List, Union
+
+import torch
+
+from .checkpoint import (_BUFFER_SUFFIXES, checkpoint_state_dict,
+                         load_checkpoint_safely, masks_from_checkpoint)
+
+
+def sparsity_table(ckpt: Union[dict, str]) -> dict:
+    """Per-layer mask densities and non-zero counts of a checkpoint.
+
+    Returns ``dict(rows=[(name, shape, active, numel, nonzero)], ...)``
+    with totals: ``active`` / ``numel`` over the masked layers (masks from
+    ``checkpoint['sparsity']`` or ``weight != 0``), ``nonzero`` /
+    ``params`` over every floating-point parameter of the state dict
+    (BN running statistics excluded), and ``source`` ('sparsity' or
+    'zeros').
+    """
+    if isinstance(ckpt, str):
+        ckpt = load_checkpoint_safely(ckpt)
+    state = checkpoint_state_dict(ckpt)
+    masks = masks_from_checkpoint(ckpt)
+    rows: List[tuple] = []
+    for name, mask in masks.items():
+        weight = state.get(name)
+        nonzero = (
+            int(weight.count_nonzero()) if torch.is_tensor(weight) else -1)
+        rows.append(
+            (name, tuple(mask.shape), int(mask.sum()), mask.numel(), nonzero))
+    params = [
+        v for k, v in state.items() if torch.is_tensor(v)
+        and v.is_floating_point() and not k.endswith(_BUFFER_SUFFIXES)
+    ]
+    sparsity = ckpt.get('sparsity')
+    return dict(
+        rows=rows,
+        active=sum(r[2] for r in rows),
+        numel=sum(r[3] for r in rows),
+        nonzero=sum(int(p.count_nonzero()) for p in params),
+        params=sum(p.numel() for p in params),
+        source='sparsity' if isinstance(sparsity, dict) else 'zeros',
+        explored=_explored_ratio(sparsity))
+
+
+def _explored_ratio(sparsity) -> float:
+    if not isinstance(sparsity, dict) or not sparsity.get('explored'):
+        return float('nan')
+    explored = sparsity['explored'].values()
+    return sum(int(e.sum()) for e in explored) / sum(e.numel()
+                                                     for e in explored)
+
+
+def format_sparsity_table(table: dict) -> str:
+    rows = table['rows']
+    width = max([len(r[0]) for r in rows] + [5])
+    out = [
+        f'{"layer":<{width}}  {"shape":<18}  {"active":>10}  '
+        f'{"numel":>10}  {"density":>7}  {"nonzero":>10}'
+    ]
+    for name, shape, active, numel, nonzero in rows:
+        shape_s = 'x'.join(str(s) for s in shape)
+        out.append(f'{name:<{width}}  {shape_s:<18}  {active:>10}  '
+                   f'{numel:>10}  {active / numel:>7.4f}  {nonzero:>10}')
+    numel = max(table['numel'], 1)
+    out.append(f'masks from: {table["source"]}; masked layers: {len(rows)}; '
+               f'density {table["active"] / numel:.6f} '
+               f'({table["active"]}/{table["numel"]})')
+    if table['explored'] == table['explored']:  # not NaN
+        out.append(f'explored ratio: {table["explored"]:.4f}')
+    out.append(f'non-zero parameters: {table["nonzero"]} of '
+               f'{table["params"]} ({table["nonzero"] / 1e6:.2f}M)')
+    return '\n'.join(out)

@@ -414,11 +414,13 @@ class SparseTrainingHook(Hook):
         model = self._unwrap(runner.model)
         nonzero = sum(int(p.count_nonzero()) for p in model.parameters())
         numel = sum(p.numel() for p in model.parameters())
+        dense = stats['num_dense_layers']
         runner.logger.info(
             f'SparseTrainingHook {what}: {len(self.masks)} masked layers, '
-            f'{stats["num_dense_layers"]} dense in scope, density {stats["density"]:.6f} ({stats["active"]}/'
-            f'{stats["total"]}), explored {stats["explored_ratio"]:.4f}, '
-            f'model non-zero parameters {nonzero} of {numel}')
+            f'{dense} dense in scope, density {stats["density"]:.6f} '
+            f'({stats["active"]}/{stats["total"]}), explored '
+            f'{stats["explored_ratio"]:.4f}, model non-zero parameters '
+            f'{nonzero} of {numel}')
         if self.log_per_layer:
             runner.logger.info('\n' + format_layer_table(stats['layers']))
 

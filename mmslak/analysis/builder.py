@@ -1,0 +1,307 @@
+"""Build models from configs (or short names) for the analysis tools.
+
+The tools work on any mmpretrain classifier, mmseg segmentor or mmdet
+detector config (and on bare backbones for the ERF); this module hides the
+scope, ``custom_imports`` and dummy-input details they share.
+"""
+import copy
+from functools import partial
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+
+#: Backbones the ERF tool knows by name, so the paper's comparison needs no
+#: config file. ``kernel_sizes`` etc. can still be overridden.
+BACKBONE_ALIASES: Dict[str, dict] = {
+    'slak-tiny': dict(type='mmpretrain.SLaK', arch='tiny'),
+    'slak-small': dict(type='mmpretrain.SLaK', arch='small'),
+    'slak-base': dict(type='mmpretrain.SLaK', arch='base'),
+    'convnext-tiny': dict(type='mmpretrain.ConvNeXt', arch='tiny'),
+    'convnext-small': dict(type='mmpretrain.ConvNeXt', arch='small'),
+    'convnext-base': dict(type='mmpretrain.ConvNeXt', arch='base'),
+    'replknet-31b': dict(type='mmpretrain.RepLKNet', arch='31B'),
+}
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Load a config file (``mmseg::...`` style paths work), merge
+    ``cfg_options`` and import ``mmslak`` plus the config's
+    ``custom_imports``."""
+    import mmslak  # noqa: F401  (registers SLaK in mmpretrain's MODELS)
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    imports = cfg.get('custom_imports')
+    if imports:
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**imports)
+    return cfg
+
+
+def drop_pretrained_init(cfg: Union[dict, list]) -> int:
+    """Remove ``init_cfg=dict(type='Pretrained', ...)`` entries in place.
+
+    Analysis does not need (and must not download) pretrained weights;
+    a checkpoint given to the tool is loaded explicitly instead.
+    Returns the number of entries removed.
+    """
+    removed = 0
+    if isinstance(cfg, dict):
+        init = cfg.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            cfg['init_cfg'] = None
+            removed += 1
+        elif isinstance(init, list):
+            kept = [
+                c for c in init
+                if not (isinstance(c, dict) and c.get('type') == 'Pretrained')
+            ]
+            removed += len(init) - len(kept)
+            cfg['init_cfg'] = kept or None
+        for value in cfg.values():
+            removed += drop_pretrained_init(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            removed += drop_pretrained_init(value)
+    return removed
+
+
+def build_from_cfg(model_cfg: dict, scope: str) -> nn.Module:
+    """Build ``model_cfg`` from the registry of ``scope`` (mmpretrain,
+    mmseg or mmdet)."""
+    from mmengine.registry import MODELS, init_default_scope
+
+    import mmslak  # noqa: F401
+    init_default_scope(scope)
+    return MODELS.build(model_cfg)
+
+
+def load_weights(module: nn.Module,
+                 checkpoint: str,
+                 prefix: Optional[str] = None) -> Tuple[List[str], List[str]]:
+    """Load ``checkpoint`` into ``module`` (non-strict, but an error if no
+    key matches).
+
+    Accepts mmengine checkpoints (``state_dict``) and the reference's
+    (``model``). ``prefix`` (e.g. ``'backbone.'``) is stripped from the keys
+    that have it, and the others dropped; ``None`` strips ``'backbone.'``
+    only when that is needed for the keys to match.
+
+    Returns:
+        (missing keys, unexpected keys)
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt
+    for key in ('state_dict', 'model'):
+        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
+            state = ckpt[key]
+            break
+    own = set(module.state_dict())
+    if prefix is None and not own & set(state) and any(
+            k.startswith('backbone.') for k in state):
+        prefix = 'backbone.'
+    if prefix:
+        state = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
+    if not own & set(state):
+        raise ValueError(
+            f'no key of {checkpoint} matches the model (model keys look like '
+            f'{sorted(own)[:2]}, checkpoint keys like {sorted(state)[:2]})')
+    result = module.load_state_dict(state, strict=False)
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
+    """Names of the ``__init__`` arguments of the class ``model_cfg`` names
+    (None when it cannot be found)."""
+    import inspect
+
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(scope)
+    obj_type = model_cfg.get('type')
+    cls = obj_type if isinstance(obj_type, type) else MODELS.get(obj_type)
+    if cls is None:
+        return None
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def build_erf_backbone(spec: str,
+                       checkpoint: Optional[str] = None,
+                       layer_scale: Optional[float] = None,
+                       cfg_options: Optional[dict] = None,
+                       overrides: Optional[dict] = None,
+                       keep_output_norm: bool = False
+                       ) -> Tuple[nn.Module, str]:
+    """A backbone whose last output is the last stage's feature map (the
+    raw stage output: the output norm is removed unless
+    ``keep_output_norm``, see :func:`strip_output_norms`).
+
+    Args:
+        spec: a name from :data:`BACKBONE_ALIASES` or a config path whose
+            ``model.backbone`` (or ``model`` itself) is the backbone.
+        checkpoint: weights to load (a classifier, segmentor, detector or
+            backbone checkpoint; ``backbone.`` prefixes are handled).
+        layer_scale: ``layer_scale_init_value`` to build with (SLaK,
+            ConvNeXt). With random weights the default 1e-6 makes every
+            residual branch vanish, so the ERF would only show the
+            stride-4/2 downsampling convs; use 1.0 to compare architectures
+            at random initialisation (ignored when a checkpoint is loaded,
+            since the checkpoint sets gamma).
+        overrides: extra backbone arguments (e.g. ``kernel_sizes``).
+
+    Returns:
+        (backbone in eval mode, scope used)
+    """
+    if spec in BACKBONE_ALIASES:
+        backbone_cfg = copy.deepcopy(BACKBONE_ALIASES[spec])
+        scope = 'mmpretrain'
+    else:
+        cfg = load_config(spec, cfg_options)
+        scope = cfg.get('default_scope', 'mmpretrain')
+        model_cfg = cfg.model
+        backbone_cfg = copy.deepcopy(model_cfg.backbone if 'backbone' in
+                                     model_cfg else model_cfg)
+        backbone_cfg = backbone_cfg.to_dict() if isinstance(
+            backbone_cfg, ConfigDict) else dict(backbone_cfg)
+    drop_pretrained_init(backbone_cfg)
+    accepted = _accepted_kwargs(backbone_cfg, scope) or set()
+    # The ERF is measured on the last stage's spatial map, deterministically.
+    wanted = dict(drop_path_rate=0.)
+    if 'gap_before_final_norm' in accepted:  # SLaK, ConvNeXt
+        wanted.update(gap_before_final_norm=False, out_indices=[-1])
+    if layer_scale is not None and checkpoint is None:
+        wanted['layer_scale_init_value'] = layer_scale
+    backbone_cfg.update({k: v for k, v in wanted.items() if k in accepted})
+    backbone_cfg.update(overrides or {})
+    backbone = build_from_cfg(backbone_cfg, scope)
+    if hasattr(backbone, 'init_weights'):
+        backbone.init_weights()
+    if checkpoint is not None:
+        load_weights(backbone, checkpoint)
+    if not keep_output_norm:
+        strip_output_norms(backbone)
+    backbone.eval()  # not chained: ConvNeXt's train() returns None
+    return backbone, scope
+
+
+def strip_output_norms(backbone: nn.Module) -> int:
+    """Replace the per-stage output norms (``norm{i}`` / SLaK's ``norm``)
+    by identities, so the backbone returns the raw stage outputs.
+
+    The ERF needs this: with a LayerNorm of unit weight at the output, the
+    channel sum of the centre pixel is a constant (zero gradient).
+    Returns the number of norms replaced.
+    """
+    names = set()
+    for i in getattr(backbone, 'out_indices', ()):
+        names.add(f'norm{i}')
+        if hasattr(backbone, 'norm_name'):
+            names.add(backbone.norm_name(i))
+    replaced = 0
+    for name in sorted(names):
+        if isinstance(getattr(backbone, name, None), nn.Module):
+            setattr(backbone, name, nn.Identity())
+            replaced += 1
+    return replaced
+
+
+# ------------------------------------------------------------- full models
+def task_of(model: nn.Module) -> str:
+    """'classification', 'segmentation', 'detection' or 'backbone'."""
+    mro = [c.__module__ + '.' + c.__name__ for c in type(model).__mro__]
+    if any(
+            n.startswith('mmseg.') and n.endswith('BaseSegmentor')
+            for n in mro):
+        return 'segmentation'
+    if any(n.startswith('mmdet.') and n.endswith('BaseDetector') for n in mro):
+        return 'detection'
+    if any(
+            n.startswith('mmpretrain.') and n.endswith('BaseClassifier')
+            for n in mro):
+        return 'classification'
+    return 'backbone'
+
+
+def build_model(config: Union[str, Config],
+                checkpoint: Optional[str] = None,
+                cfg_options: Optional[dict] = None,
+                drop_auxiliary_head: bool = True) -> nn.Module:
+    """Build the full model of a config in eval mode, for counting/timing.
+
+    Pretrained ``init_cfg`` entries are dropped (nothing is downloaded),
+    SyncBN is reverted to BN, and, like mmseg's ``get_flops``, a
+    segmentor's auxiliary head (used only in training) is removed.
+    """
+    from mmengine.model import revert_sync_batchnorm
+    cfg = load_config(config, cfg_options) if isinstance(config,
+                                                         str) else config
+    scope = cfg.get('default_scope', 'mmpretrain')
+    model_cfg = copy.deepcopy(cfg.model)
+    drop_pretrained_init(model_cfg)
+    model = build_from_cfg(model_cfg, scope)
+    if drop_auxiliary_head and getattr(model, 'auxiliary_head',
+                                       None) is not None:
+        model.auxiliary_head = None
+    model = revert_sync_batchnorm(model)
+    if checkpoint is not None:
+        load_weights(model, checkpoint, prefix='')
+    model.eval()
+    return model
+
+
+def dummy_inputs(
+    model: nn.Module,
+    shape: Tuple[int, int],
+    batch_size: int = 1,
+    device: Union[str, torch.device] = 'cpu'
+) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    """Random (N, 3, H, W) inputs and the keyword arguments that make
+    ``model(inputs, **kwargs)`` run its plain tensor forward (no
+    post-processing), for any of the supported tasks."""
+    h, w = shape
+    inputs = torch.rand(batch_size, 3, h, w, device=device)
+    task = task_of(model)
+    if task == 'backbone':
+        return inputs, {}
+    meta = dict(
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        pad_shape=(h, w),
+        batch_input_shape=(h, w),
+        scale_factor=(1., 1.))
+    if task == 'segmentation':
+        from mmseg.structures import SegDataSample
+        samples = [SegDataSample(metainfo=meta) for _ in range(batch_size)]
+    elif task == 'detection':
+        from mmdet.structures import DetDataSample
+        samples = [DetDataSample(metainfo=meta) for _ in range(batch_size)]
+    else:
+        samples = None
+    return inputs, dict(data_samples=samples, mode='tensor')
+
+
+class TensorForward:
+    """Context manager making ``model.forward(x)`` the tensor forward.
+
+    Tracers (mmengine's FlopAnalyzer) call ``model(x)``; this binds the data
+    samples and ``mode='tensor'`` for the duration, keeping module names
+    unchanged (so they match checkpoint and mask names).
+    """
+
+    def __init__(self, model: nn.Module, kwargs: Dict[str, Any]) -> None:
+        self.model = model
+        self.kwargs = kwargs
+
+    def __enter__(self) -> nn.Module:
+        if self.kwargs:
+            self.model.forward = partial(
+                type(self.model).forward, self.model, **self.kwargs)
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        self.model.__dict__.pop('forward', None)

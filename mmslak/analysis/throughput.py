@@ -1,0 +1,68 @@
+"""Inference throughput (images/s) of a model's tensor forward."""
+import time
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn as nn
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def switch_to_deploy(model: nn.Module) -> int:
+    """Call ``switch_to_deploy()`` on every top-level submodule having it
+    (SLaK, RepLKNet, RepVGG, ...). Returns how many were switched."""
+    switched = 0
+    pending = [model]
+    while pending:
+        module = pending.pop()
+        if hasattr(module, 'switch_to_deploy') and callable(
+                module.switch_to_deploy):
+            module.switch_to_deploy()
+            switched += 1
+            continue  # it switches its own children
+        pending.extend(module.children())
+    return switched
+
+
+@torch.no_grad()
+def measure_throughput(forward: Callable[[torch.Tensor], object],
+                       inputs: torch.Tensor,
+                       warmup: int = 3,
+                       iters: int = 10,
+                       repeats: int = 1) -> Dict[str, float]:
+    """Time ``forward(inputs)`` and return images/s.
+
+    Args:
+        forward: the callable to time (e.g. a model in eval mode).
+        inputs: the (N, 3, H, W) batch, already on the target device.
+        warmup: untimed calls first (allocator, cuDNN autotuning).
+        iters: timed calls per repeat.
+        repeats: independent timings; the median is reported.
+
+    Returns:
+        dict: ``images_per_s`` (median), ``ms_per_batch`` and
+        ``all_images_per_s`` (one value per repeat).
+    """
+    if warmup < 0 or iters < 1 or repeats < 1:
+        raise ValueError('need warmup >= 0, iters >= 1 and repeats >= 1, '
+                         f'got {warmup}, {iters}, {repeats}')
+    device = inputs.device
+    for _ in range(warmup):
+        forward(inputs)
+    _sync(device)
+    rates: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            forward(inputs)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        rates.append(inputs.shape[0] * iters / elapsed)
+    median = sorted(rates)[len(rates) // 2]
+    return dict(
+        images_per_s=median,
+        ms_per_batch=1000. * inputs.shape[0] / median,
+        all_images_per_s=rates)

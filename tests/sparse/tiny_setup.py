@@ -1,0 +1,183 @@
+"""A tiny SLaK classifier, data and Runner shared by the sparse tests.
+
+Also a script: ``python tiny_setup.py resume WORK_DIR CKPT OUT`` resumes a
+run in a fresh process (used by the resume test).
+"""
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel, MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+from torch.utils.data import Dataset
+
+import mmslak  # noqa: F401  (registers SLaK and the hook)
+from mmslak.models.backbones.slak import SLaK
+
+NUM_CLASSES = 4
+
+
+class TinySLaKClassifier(BaseModel):
+    """SLaK (depths 1,1,1,1, dims 8,16,16,16, kernels 7,7,5,5, small 3)
+    and a linear head, trained with cross-entropy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = SLaK(
+            arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 16, 16]),
+            width_factor=1.0,
+            kernel_sizes=(7, 7, 5, 5),
+            small_kernel=3,
+            layer_scale_init_value=1.0)
+        self.head = nn.Linear(16, NUM_CLASSES)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        logits = self.head(self.backbone(inputs)[-1])
+        if mode == 'loss':
+            return dict(loss=F.cross_entropy(logits, labels))
+        return logits
+
+
+class RandomImages(Dataset):
+    """Fixed random 3x32x32 images with labels ``i % 4``."""
+
+    def __init__(self, n: int = 16) -> None:
+        g = torch.Generator().manual_seed(1234)
+        self.images = torch.randn(n, 3, 32, 32, generator=g)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return dict(inputs=self.images[i], labels=i % NUM_CLASSES)
+
+
+@MODEL_WRAPPERS.register_module(force=True)
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for
+    CPU modules; drop it."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def build_runner(work_dir,
+                 hook=None,
+                 max_iters=8,
+                 optim_wrapper=None,
+                 extra_hooks=(),
+                 ckpt_interval=1000,
+                 resume=False,
+                 load_from=None,
+                 launcher='none',
+                 name='tiny',
+                 seed=0):
+    from mmengine.runner import Runner
+    hooks = ([hook] if hook is not None else []) + list(extra_hooks)
+    if optim_wrapper is None:
+        optim_wrapper = dict(
+            optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05))
+    extra = {}
+    if launcher != 'none':
+        extra = dict(
+            model_wrapper_cfg=dict(type='CPUDistributedDataParallel'),
+            env_cfg=dict(dist_cfg=dict(backend='gloo')))
+    return Runner(
+        model=TinySLaKClassifier(),
+        work_dir=str(work_dir),
+        experiment_name=name,
+        train_dataloader=dict(
+            dataset=RandomImages(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            batch_size=4,
+            num_workers=0),
+        optim_wrapper=optim_wrapper,
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        custom_hooks=hooks,
+        default_hooks=dict(
+            checkpoint=dict(
+                type='CheckpointHook', interval=ckpt_interval, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1000)),
+        randomness=dict(seed=seed),
+        resume=resume,
+        load_from=load_from,
+        launcher=launcher,
+        log_level='WARNING',
+        **extra)
+
+
+def sparse_hook(runner):
+    from mmslak.sparse import SparseTrainingHook
+    return [h for h in runner.hooks if isinstance(h, SparseTrainingHook)][0]
+
+
+def final_state(runner) -> dict:
+    model = runner.model.module if hasattr(runner.model,
+                                           'module') else runner.model
+    hook = sparse_hook(runner)
+    return dict(
+        weights={
+            k: v.detach().clone()
+            for k, v in model.state_dict().items()
+        },
+        masks=hook.masks.bool_masks('cpu'),
+        explored={
+            k: v.cpu()
+            for k, v in hook.masks.explored.items()
+        },
+        num_updates=hook.num_updates)
+
+
+RESUME_HOOK = dict(
+    type='SparseTrainingHook',
+    density=0.6,
+    init='snip',
+    update_interval=2,
+    prune_rate=0.5,
+    seed=3)
+
+
+def _resume_main(work_dir, ckpt, out, max_iters):
+    torch.use_deterministic_algorithms(True)
+    runner = build_runner(
+        work_dir,
+        dict(RESUME_HOOK),
+        max_iters=max_iters,
+        resume=True,
+        load_from=ckpt,
+        name='resumed')
+    runner.train()
+    torch.save(final_state(runner), out)
+
+
+def _ddp_worker(rank, world_size, port, work_dir, out_dir):
+    os.environ.update(
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        'gloo', rank=rank, world_size=world_size)
+    # a different seed per rank: only the broadcast can make masks agree
+    hook = dict(
+        type='SparseTrainingHook',
+        density=0.5,
+        init='snip',
+        update_interval=2,
+        prune_rate=0.5,
+        seed=100 + rank)
+    runner = build_runner(
+        work_dir, hook, max_iters=8, launcher='pytorch', name='ddp')
+    runner.train()
+    torch.save(final_state(runner), os.path.join(out_dir, f'{rank}.pth'))
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'resume':
+        _resume_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))

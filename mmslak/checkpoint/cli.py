@@ -1,0 +1,223 @@
+"""Command-line front ends of the converters (``tools/model_converters``).
+
+Each ``main`` returns 0 on success; on any error it prints the reason to
+stderr and returns 1 without writing DST (writes are atomic and happen only
+after the converted state dict matched the target model).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import Callable, List, Optional
+
+from .converters import (REFERENCE_TRAINING_GLOBALS, build_model_from_config,
+                         build_slak_classifier, mmdet2x_to_mmdet3x,
+                         mmpretrain_to_slak, mmseg0x_to_mmseg1x,
+                         save_converted, slak_to_mmpretrain,
+                         verify_against_model)
+from .loading import CheckpointError, load_checkpoint_file
+
+_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_SEG_CONFIG = osp.join(_ROOT, 'configs', 'upernet_slak_ade20k.py')
+DEFAULT_DET_CONFIG = osp.join(
+    _ROOT, 'configs', 'cascade_mask_rcnn',
+    'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-3x_coco.py')
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('src', help='source checkpoint')
+    parser.add_argument('dst', help='converted checkpoint to write')
+    parser.add_argument(
+        '--verbose', action='store_true', help='print every key mapping')
+
+
+def _add_arch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--config',
+        help='mmpretrain config whose model is the target (instead of '
+        '--arch/--kernel-sizes)')
+    parser.add_argument(
+        '--arch', default='tiny', help='SLaK arch of the target model')
+    parser.add_argument(
+        '--kernel-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='stage kernel sizes of the target model (default 51 49 47 13)')
+    parser.add_argument(
+        '--width-factor',
+        type=float,
+        default=1.3,
+        help='width factor of the target model')
+    parser.add_argument(
+        '--num-classes',
+        type=int,
+        default=None,
+        help='classes of the target head (default: from the checkpoint)')
+
+
+def _run(convert: Callable[[], int]) -> int:
+    try:
+        return convert()
+    except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        print('nothing was written', file=sys.stderr)
+        return 1
+
+
+def _finish(converted: dict,
+            report,
+            target,
+            dst: str,
+            verbose: bool,
+            src: str,
+            subset: Optional[str] = None) -> int:
+    print(report.summary(verbose))
+    state_dict = converted.get('state_dict', converted.get('model'))
+    if subset is not None:
+        import torch.nn as nn
+        wrapper = nn.Module()
+        for name, child in target.named_children():
+            if name == subset:
+                setattr(wrapper, name, child)
+        target = wrapper
+    verify_against_model(
+        state_dict, target, source=f'the converted checkpoint of {src!r}')
+    save_converted(converted, dst)
+    print(f'checked against the target model ({len(state_dict)} tensors); '
+          f'wrote {dst}')
+    return 0
+
+
+def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description='Reference SLaK ImageNet checkpoint -> mmpretrain '
+        'ImageClassifier (backbone.*, head.fc.*)')
+    _add_common(parser)
+    _add_arch(parser)
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='drop the head; for init_cfg=dict(type="Pretrained", '
+        'prefix="backbone.") in mmseg/mmdet configs')
+    parser.add_argument(
+        '--ema', action='store_true', help="take the 'model_ema' weights")
+    args = parser.parse_args(argv)
+
+    def convert() -> int:
+        ckpt = load_checkpoint_file(
+            args.src,
+            map_location='cpu',
+            extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
+        converted, report = slak_to_mmpretrain(
+            ckpt, ema=args.ema, backbone_only=args.backbone_only)
+        state_dict = converted['state_dict']
+        if args.config:
+            target = build_model_from_config(args.config)
+        else:
+            num_classes = args.num_classes
+            if num_classes is None and 'head.fc.weight' in state_dict:
+                num_classes = state_dict['head.fc.weight'].shape[0]
+            target = build_slak_classifier(
+                args.arch,
+                args.kernel_sizes,
+                args.width_factor,
+                num_classes=None
+                if args.backbone_only else num_classes or 1000)
+        return _finish(
+            converted,
+            report,
+            target,
+            args.dst,
+            args.verbose,
+            args.src,
+            subset='backbone' if args.backbone_only else None)
+
+    return _run(convert)
+
+
+def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description='mmslak (mmpretrain) checkpoint -> reference SLaK '
+        "layout {'model': state_dict}")
+    _add_common(parser)
+    _add_arch(parser)
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='keep only backbone.* (drop head, neck, decode heads)')
+    args = parser.parse_args(argv)
+
+    def convert() -> int:
+        ckpt = load_checkpoint_file(args.src, map_location='cpu')
+        converted, report = mmpretrain_to_slak(
+            ckpt, backbone_only=args.backbone_only)
+        state_dict = converted['model']
+        if args.config:
+            # the reference layout is our classifier's keys without the
+            # 'backbone.'/'head.fc.' wrapping
+            model = build_model_from_config(args.config)
+            reference, _ = mmpretrain_to_slak(
+                dict(state_dict=model.state_dict()),
+                backbone_only=args.backbone_only)
+        else:
+            num_classes = args.num_classes
+            if num_classes is None and 'head.weight' in state_dict:
+                num_classes = state_dict['head.weight'].shape[0]
+            model = build_slak_classifier(
+                args.arch,
+                args.kernel_sizes,
+                args.width_factor,
+                num_classes=None
+                if args.backbone_only else num_classes or 1000)
+            reference, _ = mmpretrain_to_slak(
+                dict(state_dict=model.state_dict()),
+                backbone_only=args.backbone_only)
+        print(report.summary(args.verbose))
+        from .loading import check_state_dict
+        check_state_dict(
+            state_dict,
+            reference['model'],
+            source=f'the converted checkpoint of {args.src!r}',
+            target='the reference SLaK layout of the target model')
+        save_converted(converted, args.dst)
+        print(f'checked against the target model ({len(state_dict)} '
+              f'tensors); wrote {args.dst}')
+        return 0
+
+    return _run(convert)
+
+
+def _downstream_main(argv, description: str, converter, default_config: str,
+                     kind: str) -> int:
+    parser = argparse.ArgumentParser(description=description)
+    _add_common(parser)
+    parser.add_argument(
+        '--config',
+        default=default_config,
+        help=f'{kind} config of the target model (default: '
+        f'{osp.relpath(default_config, _ROOT)})')
+    args = parser.parse_args(argv)
+
+    def convert() -> int:
+        if not osp.isfile(args.config):
+            raise FileNotFoundError(
+                f'target config {args.config!r} not found; pass --config')
+        ckpt = load_checkpoint_file(args.src, map_location='cpu')
+        converted, report = converter(ckpt)
+        target = build_model_from_config(args.config)
+        return _finish(converted, report, target, args.dst, args.verbose,
+                       args.src)
+
+    return _run(convert)
+
+
+def slak_seg2mmseg_main(argv: Optional[List[str]] = None) -> int:
+    return _downstream_main(
+        argv, 'SLaK UperNet checkpoint of mmseg 0.x -> mmseg 1.x',
+        mmseg0x_to_mmseg1x, DEFAULT_SEG_CONFIG, 'mmseg')
+
+
+def slak_det2mmdet_main(argv: Optional[List[str]] = None) -> int:
+    return _downstream_main(
+        argv, 'SLaK Cascade Mask R-CNN checkpoint of mmdet 2.x -> mmdet 3.x',
+        mmdet2x_to_mmdet3x, DEFAULT_DET_CONFIG, 'mmdet')

@@ -1,0 +1,214 @@
+"""Weights-only loading of mmengine checkpoints, refusal of unsafe pickles,
+clear errors for corrupt files and architecture mismatches."""
+import os
+import os.path as osp
+import pathlib
+import pickle
+import sys
+
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import load_checkpoint
+
+sys.path.insert(0, osp.dirname(__file__))
+from toy_runner import TINY_ARCH, build_runner  # noqa: E402
+
+import mmslak  # noqa: F401,E402
+from mmslak.checkpoint import MMENGINE_SAFE_GLOBALS  # noqa: E402
+from mmslak.checkpoint import (CheckpointMismatchError, CorruptCheckpointError,
+                               UnsafeCheckpointError, load_checkpoint_file)
+from mmslak.models import SLaK  # noqa: E402
+
+
+class _TouchOnLoad:
+    """Unpickling this creates ``path`` (stands for arbitrary code)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path), ))
+
+
+@pytest.fixture(scope='module')
+def runner_ckpt(tmp_path_factory):
+    """A real checkpoint from a Runner: message hub, optimizer, param
+    schedulers, EMA."""
+    work_dir = str(tmp_path_factory.mktemp('runner'))
+    runner = build_runner(work_dir, by_epoch=False, length=2, interval=2)
+    runner.train()
+    return osp.join(work_dir, 'iter_2.pth')
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / 'code_ran'
+    evil = str(tmp_path / 'evil.pth')
+    torch.save(
+        dict(state_dict=dict(w=torch.zeros(2)), meta=_TouchOnLoad(marker)),
+        evil)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_file(evil)
+    assert evil in str(info.value)
+    assert 'pathlib.Path' in str(info.value)
+    # mmengine's own entry point goes through the same checked loader
+    with pytest.raises(UnsafeCheckpointError, match='pathlib.Path'):
+        load_checkpoint(torch.nn.Linear(2, 2), evil)
+    assert not marker.exists()
+    # the payload is live: unrestricted unpickling would have run it
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+def test_restricted_getattr(tmp_path):
+    # getattr is allowed only for HistoryBuffer's statistics methods
+    class Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, '__init__'))
+
+    path = str(tmp_path / 'getattr.pth')
+    torch.save(dict(x=Sneaky()), path)
+    with pytest.raises(pickle.UnpicklingError, match='getattr'):
+        load_checkpoint_file(path)
+
+
+def test_runner_checkpoint_needs_exactly_the_allow_list(runner_ckpt):
+    from torch.serialization import (add_safe_globals, clear_safe_globals,
+                                     get_safe_globals,
+                                     get_unsafe_globals_in_checkpoint)
+    registered = get_safe_globals()
+    clear_safe_globals()
+    try:
+        needed = set(get_unsafe_globals_in_checkpoint(runner_ckpt))
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(runner_ckpt, weights_only=True)
+    finally:
+        add_safe_globals(registered)
+    allowed = {name for _, name in MMENGINE_SAFE_GLOBALS}
+    assert needed <= allowed, needed - allowed
+    # HistoryBuffer and numpy are what mmengine adds beyond tensors
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
+    ckpt = load_checkpoint_file(runner_ckpt)
+    assert {
+        'meta', 'state_dict', 'optimizer', 'param_schedulers', 'message_hub',
+        'ema_state_dict'
+    } <= set(ckpt)
+    scalars = ckpt['message_hub']['log_scalars']
+    assert isinstance(scalars['train/loss'], HistoryBuffer)
+    values, counts = scalars['train/loss'].data
+    assert len(values) == 2 and counts.tolist() == [1, 1]
+    # the statistics methods survived unpickling (restricted getattr)
+    assert scalars['train/loss'].mean() == pytest.approx(values.mean())
+
+
+def test_runner_resume_restores_message_hub_and_optimizer(
+        runner_ckpt, tmp_path):
+    saved = load_checkpoint_file(runner_ckpt)
+    runner = build_runner(
+        str(tmp_path),
+        by_epoch=False,
+        length=2,
+        interval=2,
+        resume_from=runner_ckpt)
+    runner.train()  # resumes at iter 2 of 2: restores state, trains nothing
+    assert runner.iter == 2
+    hub = runner.message_hub.log_scalars['train/loss']
+    torch.testing.assert_close(
+        torch.as_tensor(hub.data[0]),
+        torch.as_tensor(
+            saved['message_hub']['log_scalars']['train/loss'].data[0]))
+    state = runner.optim_wrapper.optimizer.state_dict()['state']
+    for idx, saved_state in saved['optimizer']['state'].items():
+        torch.testing.assert_close(state[idx]['exp_avg'],
+                                   saved_state['exp_avg'])
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'empty', 'garbage'])
+def test_corrupt_checkpoint(runner_ckpt, tmp_path, damage):
+    data = open(runner_ckpt, 'rb').read()
+    path = str(tmp_path / f'{damage}.pth')
+    with open(path, 'wb') as f:
+        if damage == 'truncate':
+            f.write(data[:len(data) // 2])
+        elif damage == 'garbage':
+            f.write(b'not a checkpoint' * 100)
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(path)
+    assert path in str(info.value)
+    with pytest.raises(CorruptCheckpointError):
+        load_checkpoint(torch.nn.Linear(2, 2), path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        load_checkpoint_file(str(tmp_path / 'nope.pth'))
+
+
+def _save_backbone(path, backbone, drop=()):
+    sd = {
+        f'backbone.{k}': v
+        for k, v in backbone.state_dict().items()
+        if not k.startswith(tuple(drop))
+    }
+    torch.save(dict(state_dict=sd), path)
+
+
+def test_pretrained_init_is_strict(tmp_path):
+    source = SLaK(arch=TINY_ARCH, width_factor=1.0)
+    good = str(tmp_path / 'good.pth')
+    _save_backbone(good, source)
+
+    # ImageNet (final norm 'norm') -> dense backbone (norm0, norm1): the
+    # output norms are new, all other keys must and do match
+    dense = SLaK(
+        arch=TINY_ARCH,
+        width_factor=1.0,
+        out_indices=(0, 1),
+        gap_before_final_norm=False,
+        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='backbone.'))
+    dense.init_weights()
+    for name, value in source.state_dict().items():
+        if not name.startswith('norm'):
+            torch.testing.assert_close(dense.state_dict()[name], value)
+
+    # a checkpoint missing backbone keys fails loudly, naming them
+    partial = str(tmp_path / 'partial.pth')
+    _save_backbone(partial, source, drop=('stages.1', ))
+    model = SLaK(
+        arch=TINY_ARCH,
+        width_factor=1.0,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=partial, prefix='backbone.'))
+    with pytest.raises(CheckpointMismatchError) as info:
+        model.init_weights()
+    n_dropped = sum(k.startswith('stages.1') for k in source.state_dict())
+    assert f'missing in the checkpoint {n_dropped}:' in str(info.value)
+    assert 'stages.1.0.gamma' in str(info.value)
+
+    # wrong architecture (other kernel sizes): shape mismatch names keys
+    other = SLaK(
+        arch=dict(TINY_ARCH, kernel_sizes=[9, 5]),
+        width_factor=1.0,
+        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='backbone.'))
+    with pytest.raises(CheckpointMismatchError) as info:
+        other.init_weights()
+    assert 'stages.0.0.large_kernel.LoRA1.conv.weight: (8, 1, 7, 5) vs ' \
+        '(8, 1, 9, 5)' in str(info.value)
+
+    # a wrong prefix matches nothing
+    model = SLaK(
+        arch=TINY_ARCH,
+        width_factor=1.0,
+        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='bb.'))
+    with pytest.raises(CheckpointMismatchError, match="prefix 'bb.'"):
+        model.init_weights()
+
+
+def test_checkpoint_is_not_written_by_a_failing_save(tmp_path):
+    # sanity: a failing torch.save leaves no file at the target path
+    from mmengine.runner.checkpoint import save_checkpoint
+    path = str(tmp_path / 'x.pth')
+    with pytest.raises(Exception):
+        save_checkpoint(dict(bad=lambda: 0), path)
+    assert not os.path.exists(path)

@@ -1,0 +1,11 @@
+"""mmslak checkpoint -> reference SLaK layout ({'model': state_dict}).
+
+Run with ``--help`` for the options; the logic is in
+:mod:`mmslak.checkpoint`.
+"""
+import sys
+
+from mmslak.checkpoint.cli import mmslak2slak_main
+
+if __name__ == '__main__':
+    sys.exit(mmslak2slak_main())

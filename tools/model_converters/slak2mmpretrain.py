@@ -1,0 +1,11 @@
+"""Reference SLaK ImageNet checkpoint -> mmpretrain ImageClassifier.
+
+Run with ``--help`` for the options; the logic is in
+:mod:`mmslak.checkpoint`.
+"""
+import sys
+
+from mmslak.checkpoint.cli import slak2mmpretrain_main
+
+if __name__ == '__main__':
+    sys.exit(slak2mmpretrain_main())

@@ -1,0 +1,11 @@
+"""SLaK Cascade Mask R-CNN checkpoint of mmdet 2.x -> mmdet 3.x.
+
+Run with ``--help`` for the options; the logic is in
+:mod:`mmslak.checkpoint`.
+"""
+import sys
+
+from mmslak.checkpoint.cli import slak_det2mmdet_main
+
+if __name__ == '__main__':
+    sys.exit(slak_det2mmdet_main())

@@ -1,0 +1,11 @@
+"""SLaK UperNet checkpoint of mmseg 0.x -> mmseg 1.x.
+
+Run with ``--help`` for the options; the logic is in
+:mod:`mmslak.checkpoint`.
+"""
+import sys
+
+from mmslak.checkpoint.cli import slak_seg2mmseg_main
+
+if __name__ == '__main__':
+    sys.exit(slak_seg2mmseg_main())

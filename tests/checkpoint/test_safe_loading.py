@@ -4,21 +4,18 @@ import os
 import os.path as osp
 import pathlib
 import pickle
-import sys
 
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
+from toy_runner import TINY_ARCH, build_runner
 
-sys.path.insert(0, osp.dirname(__file__))
-from toy_runner import TINY_ARCH, build_runner  # noqa: E402
-
-import mmslak  # noqa: F401,E402
-from mmslak.checkpoint import MMENGINE_SAFE_GLOBALS  # noqa: E402
-from mmslak.checkpoint import (CheckpointMismatchError, CorruptCheckpointError,
-                               UnsafeCheckpointError, load_checkpoint_file)
-from mmslak.models import SLaK  # noqa: E402
+import mmslak  # noqa: F401
+from mmslak.checkpoint import (MMENGINE_SAFE_GLOBALS, CheckpointMismatchError,
+                               CorruptCheckpointError, UnsafeCheckpointError,
+                               load_checkpoint_file)
+from mmslak.models import SLaK
 
 
 class _TouchOnLoad:

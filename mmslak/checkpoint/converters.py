@@ -62,6 +62,17 @@ class ConversionReport:
         return '\n'.join(lines)
 
 
+def _named_tensors(checkpoint: dict,
+                   keys: Tuple[str,
+                               ...]) -> List[Tuple[str, str, torch.Tensor]]:
+    """(name in the file, name without DDP's ``module.``, tensor)."""
+    raw = get_state_dict(checkpoint, keys=keys, strip_prefixes=())
+    return [
+        (name, name[len('module.'):] if name.startswith('module.') else name,
+         value) for name, value in raw.items()
+    ]
+
+
 def _pattern(src: str, dst: str) -> Tuple[str, str]:
     """Common suffix replaced by '*': 'module.norm.weight' ->
     'backbone.norm.weight' gives ('module.*', 'backbone.*')."""
@@ -103,21 +114,21 @@ def slak_to_mmpretrain(checkpoint: dict,
         raise CheckpointError(
             '--ema asked for the EMA weights but the checkpoint has no '
             f"'model_ema' entry (its keys: {sorted(checkpoint)})")
-    source = get_state_dict(checkpoint, keys=(key, 'state_dict'))
+    source = _named_tensors(checkpoint, keys=(key, 'state_dict'))
     for name in checkpoint:
         if name not in (key, ):
             report.dropped.append(name)
     state_dict = OrderedDict()
-    for name, value in source.items():
+    for orig, name, value in source:
         if name.startswith('head.'):
             if backbone_only:
-                report.dropped.append(name)
+                report.dropped.append(orig)
                 continue
             new = 'head.fc.' + name[len('head.'):]
         else:
             new = 'backbone.' + name
         state_dict[new] = value
-        report.renames.append((name, new))
+        report.renames.append((orig, new))
     meta = dict(converted_from='SLaK reference ImageNet checkpoint' +
                 (' (EMA weights)' if ema else ''))
     return dict(meta=meta, state_dict=state_dict), report
@@ -135,23 +146,23 @@ def mmpretrain_to_slak(checkpoint: dict,
     them from ``weight != 0``, and masked weights are zero.
     """
     report = ConversionReport()
-    source = get_state_dict(checkpoint)
+    source = _named_tensors(checkpoint, keys=('state_dict', 'model'))
     if isinstance(checkpoint, dict):
         report.dropped += [k for k in checkpoint if k != 'state_dict']
     state_dict, leftover = OrderedDict(), []
-    for name, value in source.items():
+    for orig, name, value in source:
         if name.startswith('backbone.'):
             new = name[len('backbone.'):]
         elif name.startswith('head.fc.') and not backbone_only:
             new = 'head.' + name[len('head.fc.'):]
         elif backbone_only:
-            report.dropped.append(name)
+            report.dropped.append(orig)
             continue
         else:
-            leftover.append(name)
+            leftover.append(orig)
             continue
         state_dict[new] = value
-        report.renames.append((name, new))
+        report.renames.append((orig, new))
     if leftover:
         raise CheckpointMismatchError(
             'keys with no counterpart in the reference ImageNet layout '
@@ -187,18 +198,18 @@ def _downstream_upgrade(checkpoint: dict, version_key: str,
                         renames: Sequence[Tuple[str, str]]
                         ) -> Tuple[dict, ConversionReport]:
     report = ConversionReport()
-    source = get_state_dict(checkpoint, keys=('state_dict', ))
+    source = _named_tensors(checkpoint, keys=('state_dict', ))
     for name in checkpoint:
         if name not in ('state_dict', 'meta'):
             report.dropped.append(name)
     state_dict = OrderedDict()
-    for name, value in source.items():
+    for orig, name, value in source:
         new = name
         for old_prefix, new_prefix in renames:
             if new.startswith(old_prefix):
                 new = new_prefix + new[len(old_prefix):]
         state_dict[new] = value
-        report.renames.append((name, new))
+        report.renames.append((orig, new))
     meta = _upgrade_meta(checkpoint.get('meta'), report, version_key)
     return dict(meta=meta, state_dict=state_dict), report
 

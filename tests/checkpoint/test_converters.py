@@ -4,7 +4,6 @@ import argparse
 import os.path as osp
 
 import mmdet
-import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config

@@ -1,0 +1,78 @@
+"""Train 2N steps straight vs. N steps, then resume in a NEW process for N
+more: weights, optimizer state, lr, EMA and sparse masks must be equal."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from toy_runner import build_runner, sparse_hook_available, state_of
+
+from mmslak.checkpoint import load_checkpoint_file
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def _assert_equal(resumed, straight, path=''):
+    if isinstance(straight, dict):
+        assert set(resumed) == set(straight), path
+        for key in straight:
+            _assert_equal(resumed[key], straight[key], f'{path}.{key}')
+    elif isinstance(straight, (list, tuple)):
+        assert len(resumed) == len(straight), path
+        for i, (a, b) in enumerate(zip(resumed, straight)):
+            _assert_equal(a, b, f'{path}[{i}]')
+    elif torch.is_tensor(straight):
+        torch.testing.assert_close(
+            resumed, straight, rtol=0, atol=0, msg=lambda m: f'{path}: {m}')
+    else:
+        assert resumed == straight, path
+
+
+@pytest.mark.parametrize('by_epoch', [False, True], ids=['iter', 'epoch'])
+def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch):
+    sparse = sparse_hook_available()
+    # iteration-based (mmseg-style): 6 iterations, checkpoint at 3 (the
+    # resumed loop must skip 3 batches mid-epoch; warm-up ends at 3);
+    # epoch-based (mmdet-style): 2 epochs of 4 iterations, checkpoint at 1
+    length, interval = (2, 1) if by_epoch else (6, 3)
+    work = str(tmp_path / 'straight')
+    runner = build_runner(work, by_epoch, length, interval, sparse=sparse)
+    runner.train()
+    straight = state_of(runner)
+    ckpt = osp.join(
+        work, f'epoch_{interval}.pth' if by_epoch else f'iter_{interval}.pth')
+    assert osp.isfile(ckpt)
+    saved = load_checkpoint_file(ckpt)
+    if sparse:
+        assert 'sparsity' in saved and saved['sparsity']['masks']
+
+    out = str(tmp_path / 'resumed.pth')
+    cmd = [
+        sys.executable,
+        osp.join(HERE, 'toy_runner.py'),
+        str(tmp_path / 'resumed'), '--length',
+        str(length), '--interval',
+        str(interval), '--resume-from', ckpt, '--out', out
+    ]
+    if by_epoch:
+        cmd.append('--by-epoch')
+    if sparse:
+        cmd.append('--sparse')
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    resumed = load_checkpoint_file(out)
+
+    assert resumed['iter'] == straight['iter'] == (8 if by_epoch else 6)
+    assert resumed['epoch'] == straight['epoch']
+    # the run did change things after the checkpoint
+    first = next(k for k in saved['state_dict']
+                 if k.endswith('pwconv1.weight'))
+    assert not torch.equal(saved['state_dict'][first],
+                           straight['model'][first])
+    _assert_equal(resumed, straight)
+    if sparse:
+        assert straight['sparsity']['num_updates'] >= 2
+    else:
+        pytest.skip('mmslak.sparse.SparseTrainingHook not available: '
+                    'checked without sparse masks')

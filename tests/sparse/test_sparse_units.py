@@ -6,30 +6,17 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+from tiny_setup import TinySLaKClassifier
 from torch.testing import assert_close
 
-sys.path.insert(0, os.path.dirname(__file__))
-from tiny_setup import TinySLaKClassifier  # noqa: E402
-
-from mmslak.sparse import (
-    SparseMasks,
-    SparseTrainingHook,  # noqa: E402
-    cosine_prune_rate,
-    densities_to_counts,
-    erk_densities,
-    grow_gradient,
-    grow_random,
-    masks_from_checkpoint,
-    prune_magnitude,
-    random_mask,
-    reset_optimizer_state,
-    select_sparse_params,
-    snip_counts,
-    snip_scores,
-    uniform_densities)
-from mmslak.sparse.scope import sparse_shapes  # noqa: E402
-from mmslak.sparse.summary import format_sparsity_table  # noqa: E402
-from mmslak.sparse.summary import sparsity_table
+from mmslak.sparse import (SparseMasks, SparseTrainingHook, cosine_prune_rate,
+                           densities_to_counts, erk_densities, grow_gradient,
+                           grow_random, masks_from_checkpoint, prune_magnitude,
+                           random_mask, reset_optimizer_state,
+                           select_sparse_params, snip_counts, snip_scores,
+                           uniform_densities)
+from mmslak.sparse.scope import sparse_shapes
+from mmslak.sparse.summary import format_sparsity_table, sparsity_table
 
 
 def test_scope_all_large_kernel_exclude():

@@ -43,7 +43,7 @@ class TinySLaKClassifier(BaseModel):
 class RandomImages(Dataset):
     """Fixed random 3x32x32 images with labels ``i % 4``."""
 
-    def __init__(self, n: int = 16) -> None:
+    def __init__(self, n: int = 64) -> None:
         g = torch.Generator().manual_seed(1234)
         self.images = torch.randn(n, 3, 32, 32, generator=g)
 
@@ -82,7 +82,8 @@ def build_runner(work_dir,
     extra = {}
     if launcher != 'none':
         extra = dict(
-            model_wrapper_cfg=dict(type='CPUDistributedDataParallel'),
+            cfg=dict(
+                model_wrapper_cfg=dict(type='CPUDistributedDataParallel')),
             env_cfg=dict(dist_cfg=dict(backend='gloo')))
     return Runner(
         model=TinySLaKClassifier(),

@@ -135,8 +135,8 @@ def build_erf_backbone(spec: str,
                        layer_scale: Optional[float] = None,
                        cfg_options: Optional[dict] = None,
                        overrides: Optional[dict] = None,
-                       keep_output_norm: bool = False
-                       ) -> Tuple[nn.Module, str]:
+                       keep_output_norm: bool = False,
+                       random_init: str = 'config') -> Tuple[nn.Module, str]:
     """A backbone whose last output is the last stage's feature map (the
     raw stage output: the output norm is removed unless
     ``keep_output_norm``, see :func:`strip_output_norms`).
@@ -153,6 +153,11 @@ def build_erf_backbone(spec: str,
             at random initialisation (ignored when a checkpoint is loaded,
             since the checkpoint sets gamma).
         overrides: extra backbone arguments (e.g. ``kernel_sizes``).
+        random_init: ``'config'`` runs the model's ``init_weights()`` (its
+            training init, e.g. TruncNormal(0.02) for SLaK/ConvNeXt);
+            ``'pytorch'`` keeps PyTorch's per-layer defaults, whose scale
+            follows the fan-in (so a larger kernel is not just a larger
+            sum of equally scaled weights). A checkpoint overrides either.
 
     Returns:
         (backbone in eval mode, scope used)
@@ -179,7 +184,10 @@ def build_erf_backbone(spec: str,
     backbone_cfg.update({k: v for k, v in wanted.items() if k in accepted})
     backbone_cfg.update(overrides or {})
     backbone = build_from_cfg(backbone_cfg, scope)
-    if hasattr(backbone, 'init_weights'):
+    if random_init not in ('config', 'pytorch'):
+        raise ValueError("random_init must be 'config' or 'pytorch', got "
+                         f'{random_init!r}')
+    if random_init == 'config' and hasattr(backbone, 'init_weights'):
         backbone.init_weights()
     if checkpoint is not None:
         load_weights(backbone, checkpoint)

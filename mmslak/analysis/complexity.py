@@ -20,6 +20,7 @@ Where the densities come from (``density_source``):
   the paper's classifiers are sparse everywhere (head included), its
   downstream models in the backbone only.
 """
+import contextlib
 from typing import Dict, Optional
 
 import torch
@@ -97,6 +98,21 @@ def masks_from_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:
     return sparsity['masks']
 
 
+def reference_conv():
+    """Context in which ``mmslak.ops.depthwise_conv2d`` runs a plain
+    ``F.conv2d`` with the full kernel.
+
+    The counter must see the nominal convolution: the fast op may crop
+    kernels larger than the feature map or run an FFT, which the tracer
+    would count as fewer (or no) MACs. The papers count full kernels.
+    """
+    try:
+        from mmslak.ops import dispatch
+    except ImportError:  # an op without dispatch modes is plain already
+        return contextlib.nullcontext()
+    return dispatch('reference')
+
+
 def count_complexity(model: nn.Module,
                      inputs,
                      densities: Optional[Dict[str, float]] = None) -> dict:
@@ -127,7 +143,7 @@ def count_complexity(model: nn.Module,
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
+    with torch.no_grad(), reference_conv():
         by_module = analyzer.by_module()
         dense_flops = analyzer.total()
     params = sum(p.numel() for p in model.parameters())

@@ -65,6 +65,12 @@ def parse_args(argv=None):
         'default 1e-6 of SLaK/ConvNeXt would mute every block (use a '
         'negative value to keep the config\'s)')
     parser.add_argument(
+        '--init',
+        choices=['config', 'pytorch'],
+        default='config',
+        help='random initialisation: the model\'s init_weights() (config) '
+        'or PyTorch\'s fan-in scaled defaults (pytorch)')
+    parser.add_argument(
         '--grad',
         choices=['abs', 'relu'],
         default='abs',
@@ -119,7 +125,11 @@ def main(argv=None):
         ckpt = None if ckpt in (None, 'none', 'None') else ckpt
         torch.manual_seed(args.seed)
         backbone, _ = build_erf_backbone(
-            spec, ckpt, layer_scale=layer_scale, cfg_options=args.cfg_options)
+            spec,
+            ckpt,
+            layer_scale=layer_scale,
+            cfg_options=args.cfg_options,
+            random_init=args.init)
         start = time.time()
 
         def progress(done, total, name=name):

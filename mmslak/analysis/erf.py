@@ -2,11 +2,12 @@
 
 For each image (resized to ``size`` x ``size``) the gradient of the centre
 pixel of the last stage's output (summed over channels) is taken with respect
-to the input; ``|grad|`` is summed over the input channels and averaged over
-the images. The aggregated matrix is then shown as ``log10(x + 1)`` normalised to
-[0, 1], and the "high-contribution area ratio" at threshold ``t`` is the area
-of the smallest centred square holding ``t`` of that matrix's total, divided
-by the image area.
+to the input; ``|grad|`` is summed over the input channels and averaged
+over the images. The aggregated matrix is then shown as ``log10(x + 1)``
+normalised to [0, 1], and the "high-contribution area ratio" at threshold
+``t`` is the area of the smallest centred square holding ``t`` of that
+matrix's total, divided by the image area. The last stage's output is taken
+before the backbone's output norm (the reference scripts do the same).
 """
 import os.path as osp
 from glob import glob

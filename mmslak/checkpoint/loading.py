@@ -159,9 +159,10 @@ def compare_state_dicts(
 
 
 def _listing(keys: List, limit: int = 20) -> str:
-    shown = ', '.join(str(k) for k in keys[:limit])
-    more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
-    return f'{len(keys)}: [{shown}{more}]'
+    lines = [f'    {k}' for k in keys[:limit]]
+    if len(keys) > limit:
+        lines.append(f'    ... and {len(keys) - limit} more')
+    return f'{len(keys)}:\n' + '\n'.join(lines)
 
 
 def check_state_dict(

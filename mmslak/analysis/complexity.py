@@ -82,20 +82,20 @@ def uniform_densities(model: nn.Module,
 
 
 def masks_from_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:
-    """The weight masks of a checkpoint file (via ``mmslak.sparse``)."""
+    """The sparse-training masks saved in a checkpoint file
+    (``checkpoint['sparsity']['masks']``); a KeyError when it has none
+    (use the ``'weights'`` source for such checkpoints)."""
     from mmengine.runner.checkpoint import _load_checkpoint
     ckpt = _load_checkpoint(path, map_location='cpu')
+    sparsity = ckpt.get('sparsity') if isinstance(ckpt, dict) else None
+    if not isinstance(sparsity, dict) or 'masks' not in sparsity:
+        raise KeyError(f'{path} holds no sparse-training masks '
+                       "(checkpoint['sparsity']['masks'])")
     try:
         from mmslak.sparse import masks_from_checkpoint
-    except ImportError:  # the sparse package is not there yet
-        masks_from_checkpoint = None
-    if masks_from_checkpoint is not None:
-        return masks_from_checkpoint(ckpt)
-    sparsity = ckpt.get('sparsity') if isinstance(ckpt, dict) else None
-    if not sparsity or 'masks' not in sparsity:
-        raise KeyError(f'{path} holds no sparsity masks '
-                       "(checkpoint['sparsity']['masks'])")
-    return sparsity['masks']
+    except ImportError:  # keep the counter usable without the sparse code
+        return {k: v.bool() for k, v in sparsity['masks'].items()}
+    return masks_from_checkpoint(ckpt)
 
 
 def reference_conv():

@@ -112,7 +112,8 @@ def model_label(spec: str) -> str:
 def main(argv=None):
     args = parse_args(argv)
     # Quiet the per-parameter init logs of mmengine's init_weights.
-    MMLogger.get_instance('mmslak-erf', log_level='WARNING')
+    if not MMLogger.check_instance_created('mmslak-erf'):
+        MMLogger.get_instance('mmslak-erf', log_level='WARNING')
     os.makedirs(args.out_dir, exist_ok=True)
     images = preprocess(load_images(args.images, args.num_images), args.size)
     print(f'{images.shape[0]} images at {args.size}x{args.size} from '

@@ -102,7 +102,7 @@ def resolve_densities(args, model, task):
             try:
                 masks = masks_from_checkpoint_file(args.checkpoint)
                 source = 'masks'
-            except (KeyError, ImportError):
+            except KeyError:  # no masks saved: count the zeros
                 source = 'weights'
         else:
             source = 'none'
@@ -127,7 +127,8 @@ def resolve_densities(args, model, task):
 
 def main(argv=None):
     args = parse_args(argv)
-    MMLogger.get_instance('mmslak-get-flops', log_level='WARNING')
+    if not MMLogger.check_instance_created('mmslak-get-flops'):
+        MMLogger.get_instance('mmslak-get-flops', log_level='WARNING')
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(
         cfg, args.checkpoint, drop_auxiliary_head=not args.keep_aux_head)

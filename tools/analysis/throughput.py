@@ -77,7 +77,8 @@ def time_model(model, args, shape):
 
 def main(argv=None):
     args = parse_args(argv)
-    MMLogger.get_instance('mmslak-throughput', log_level='WARNING')
+    if not MMLogger.check_instance_created('mmslak-throughput'):
+        MMLogger.get_instance('mmslak-throughput', log_level='WARNING')
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg, args.checkpoint)
     model.to(args.device)

@@ -53,7 +53,8 @@ class ConversionReport:
             groups[key] = groups.get(key, 0) + 1
         lines = [f'mapped {len(self.renames)} keys:']
         for (src, dst), n in groups.items():
-            lines.append(f'  {src} -> {dst}  ({n} keys)')
+            lines.append(f'  {src} -> {dst}  ({n} keys)' if src !=
+                         dst else f'  {src}  ({n} keys, names unchanged)')
         if verbose:
             lines += [f'    {s} -> {d}' for s, d in self.renames]
         if self.dropped:

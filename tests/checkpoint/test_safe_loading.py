@@ -209,3 +209,34 @@ def test_checkpoint_is_not_written_by_a_failing_save(tmp_path):
     with pytest.raises(Exception):
         save_checkpoint(dict(bad=lambda: 0), path)
     assert not os.path.exists(path)
+
+
+def test_load_from_partial_checkpoint_fails_with_hook(runner_ckpt, tmp_path):
+    ckpt = load_checkpoint_file(runner_ckpt)
+    partial = {
+        k: v
+        for k, v in ckpt['state_dict'].items()
+        if not k.startswith('backbone.stages.1')
+    }
+    path = str(tmp_path / 'partial.pth')
+    torch.save(dict(state_dict=partial), path)
+
+    # mmengine alone: a warning in the log, training goes on
+    runner = build_runner(str(tmp_path / 'a'), False, 1, 1)
+    runner.call_hook('before_run')  # EMAHook builds its model here
+    runner._load_from = path
+    runner.load_or_resume()
+
+    # with the hook: a clear error naming the missing backbone keys
+    runner = build_runner(str(tmp_path / 'b'), False, 1, 1)
+    runner.register_hook(dict(type='CheckpointMatchHook'))
+    runner.call_hook('before_run')
+    runner._load_from = path
+    with pytest.raises(CheckpointMismatchError) as info:
+        runner.load_or_resume()
+    assert 'backbone.stages.1.0.gamma' in str(info.value)
+
+    # the full checkpoint passes (head keys are checked for shapes only)
+    runner._load_from = runner_ckpt
+    runner._has_loaded = False
+    runner.load_or_resume()

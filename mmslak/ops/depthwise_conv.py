@@ -1,13 +1,301 @@
 """Depthwise "same" convolution with odd, possibly rectangular kernels.
 
-This is the single entry point the SLaK large-kernel layer calls, so that the
-strategy used to compute it (direct, FFT, kernel crop, ...) is chosen in one
-place.
+This is the single entry point the SLaK large-kernel layer calls, so the way
+it is computed is chosen in one place. Three things make it fast without any
+compiled extension:
+
+* **Exact kernel crop.** A tap further than ``H - 1`` rows (``W - 1``
+  columns) from the centre only ever meets zero padding, so a kernel taller
+  than ``2H - 1`` (wider than ``2W - 1``) is cropped to that size. Outputs are
+  identical and the cropped-away taps get a zero gradient, as they do in the
+  reference computation.
+* **Per-pass strategies.** The forward pass, the input gradient and the
+  weight gradient are three separate computations, each run by whichever of
+  ``'nchw'`` (direct convolution, contiguous), ``'cl'`` (direct, channels_last)
+  or ``'fft'`` (see :mod:`mmslak.ops.fft_conv`) is fastest for its shape.
+  On the CPU the direct forward is fast in channels_last, but the weight
+  gradient of a large depthwise kernel runs far below peak in oneDNN, and its
+  FFT formulation is several times faster: that "hybrid" is the usual plan.
+* **Dispatch.** :func:`plan_for` picks a :class:`Plan` per (device, dtype,
+  shape) with a measured heuristic (the default) or, in ``'tune'`` mode, by
+  timing every candidate once and caching the winner (:func:`set_dispatch`).
+
+``set_dispatch('reference')`` (or the context manager :func:`dispatch`)
+turns all of it off: plain NCHW ``F.conv2d`` as in the reference code, which
+the benchmark and the tests compare against.
 """
-from typing import Optional
+import contextlib
+import os
+import time
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from .fft_conv import (fft_forward, fft_input_grad, fft_shape, fft_weight_grad,
+                       kernel_spectrum)
+
+_MODES = ('heuristic', 'tune', 'reference')
+_PASS_STRATEGIES = ('nchw', 'cl', 'fft')
+
+
+class Plan(NamedTuple):
+    """How each pass of one convolution is computed: each field is one of
+    ``'nchw'``, ``'cl'`` (channels_last) or ``'fft'``."""
+    forward: str = 'nchw'
+    input_grad: str = 'nchw'
+    weight_grad: str = 'nchw'
+
+
+_state = dict(
+    mode=os.environ.get('MMSLAK_DWCONV_DISPATCH', 'heuristic'), forced=None)
+_tuned: Dict[tuple, Plan] = {}
+
+
+def set_dispatch(mode: str) -> None:
+    """Select how plans are chosen: ``'heuristic'`` (default), ``'tune'``
+    (time every candidate once per shape, cache the fastest) or
+    ``'reference'`` (plain NCHW ``F.conv2d``, no crop).
+
+    The environment variable ``MMSLAK_DWCONV_DISPATCH`` sets the initial
+    mode.
+    """
+    if mode not in _MODES:
+        raise ValueError(f'unknown dispatch mode {mode!r}; valid modes are '
+                         f'{list(_MODES)}')
+    _state['mode'] = mode
+
+
+def get_dispatch() -> str:
+    return _state['mode']
+
+
+@contextlib.contextmanager
+def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
+    """Temporarily set the dispatch mode, or force one :class:`Plan` for
+    every call (used by tests and benchmarks)."""
+    if plan is not None:
+        bad = [s for s in plan if s not in _PASS_STRATEGIES]
+        if bad:
+            raise ValueError(f'unknown strategies {bad} in {plan}; valid '
+                             f'are {list(_PASS_STRATEGIES)}')
+    old = dict(_state)
+    try:
+        if mode is not None:
+            set_dispatch(mode)
+        _state['forced'] = plan
+        yield
+    finally:
+        _state.update(old)
+
+
+def cropped_kernel_size(kh: int, kw: int, h: int, w: int) -> Tuple[int, int]:
+    """The part of a (kh, kw) kernel that can overlap an (h, w) map."""
+    return min(kh, 2 * h - 1), min(kw, 2 * w - 1)
+
+
+# ----------------------------------------------------------------- passes
+def _layout(x: torch.Tensor, strategy: str) -> torch.Tensor:
+    if strategy == 'cl':
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
+
+
+def _like(y: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``y`` in the memory format of ``ref`` (channels_last or not)."""
+    if ref.is_contiguous(memory_format=torch.channels_last) and not \
+            ref.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()
+
+
+def _pad(weight: torch.Tensor) -> Tuple[int, int]:
+    return weight.shape[-2] // 2, weight.shape[-1] // 2
+
+
+def _fft_dtype(x: torch.Tensor) -> torch.dtype:
+    # CPU FFTs need fp32/fp64, cuFFT takes half only for power-of-2 sizes:
+    # compute low-precision inputs in fp32.
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else \
+        torch.float32
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """Depthwise same-padded convolution whose passes follow a Plan."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, plan: Plan):
+        size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+        w_spec = None
+        if plan.forward == 'fft':
+            dt = _fft_dtype(x)
+            w_spec = kernel_spectrum(weight.to(dt), size)
+            y = fft_forward(x.to(dt), w_spec, size).to(x.dtype)
+            if bias is not None:
+                y = y + bias.to(y.dtype).view(1, -1, 1, 1)
+        else:
+            y = F.conv2d(
+                _layout(x, plan.forward),
+                weight,
+                bias,
+                padding=_pad(weight),
+                groups=weight.shape[0])
+        ctx.plan = plan
+        ctx.size = size
+        ctx.has_bias = bias is not None
+        ctx.w_spec = w_spec if plan.input_grad == 'fft' else None
+        ctx.save_for_backward(x, weight)
+        return _like(y, x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        plan, size = ctx.plan, ctx.size
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            if plan.input_grad == 'fft':
+                dt = _fft_dtype(grad)
+                w_spec = ctx.w_spec
+                if w_spec is None:
+                    w_spec = kernel_spectrum(weight.to(dt), size)
+                grad_x = fft_input_grad(grad.to(dt), w_spec, size)
+            else:
+                # The input gradient of a stride-1 same-padded correlation
+                # is the same correlation with the kernel flipped.
+                grad_x = F.conv2d(
+                    _layout(grad, plan.input_grad),
+                    weight.flip(-2, -1),
+                    padding=_pad(weight),
+                    groups=weight.shape[0])
+            grad_x = _like(grad_x.to(x.dtype), x)
+        if ctx.needs_input_grad[1]:
+            kh, kw = weight.shape[-2:]
+            if plan.weight_grad == 'fft':
+                dt = _fft_dtype(x)
+                grad_w = fft_weight_grad(
+                    x.to(dt).contiguous(),
+                    grad.to(dt).contiguous(), kh, kw, size)
+            else:
+                grad_w = torch.ops.aten.convolution_backward(
+                    _layout(grad, plan.weight_grad),
+                    _layout(x, plan.weight_grad), weight, None, (1, 1),
+                    _pad(weight), (1, 1), False, (0, 0), weight.shape[0],
+                    (False, True, False))[1]
+            grad_w = grad_w.to(weight.dtype).reshape(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=(0, 2, 3))
+        ctx.w_spec = None
+        return grad_x, grad_w, grad_b, None
+
+
+# --------------------------------------------------------------- dispatch
+def _shape_key(x: torch.Tensor, weight: torch.Tensor) -> tuple:
+    return (x.device.type, x.dtype, tuple(x.shape), tuple(weight.shape))
+
+
+def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Plan:
+    """The default plan, from measurements on the CPU (2 threads) and a GPU.
+
+    CPU: the direct forward and input gradient run best channels_last once
+    the kernel has more than 7 taps along an axis (NCHW runs large kernels
+    ~5-25x slower); the weight gradient goes through the FFT once the
+    kernel has >= 100 taps (oneDNN's large depthwise weight gradient runs at
+    a few percent of peak). Small kernels keep the native NCHW path.
+
+    CUDA: direct (cuDNN / PyTorch's depthwise kernels) in NCHW for every
+    pass unless measured otherwise; see ``tools/analysis/benchmark.py``.
+    """
+    kh, kw = weight.shape[-2:]
+    h, w = x.shape[-2:]
+    if x.device.type == 'cpu':
+        large = max(kh, kw) > 7
+        direct = 'cl' if large else 'nchw'
+        wgrad = 'fft' if kh * kw >= 100 and h * w >= 64 else direct
+        return Plan(direct, direct, wgrad)
+    return Plan('nchw', 'nchw', 'nchw')
+
+
+def _time(fn, reps: int = 3) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def tune_plan(x: torch.Tensor,
+              weight: torch.Tensor,
+              with_grad: bool = True) -> Plan:
+    """Time each strategy for each pass on random data of this shape and
+    return the fastest plan (cached per device, dtype and shape)."""
+    key = _shape_key(x, weight) + (with_grad, )
+    if key in _tuned:
+        return _tuned[key]
+    xs = torch.randn_like(x)
+    ws = torch.randn_like(weight)
+    gs = torch.randn_like(x)
+    best = {}
+    for pass_idx, name in enumerate(Plan._fields):
+        if pass_idx > 0 and not with_grad:
+            best[name] = heuristic_plan(x, weight)[pass_idx]
+            continue
+        timings = {}
+        for strategy in _PASS_STRATEGIES:
+            plan = Plan(*([strategy] * 3))
+            with torch.no_grad():
+                if name == 'forward':
+
+                    def fn(plan=plan):
+                        _DepthwiseConv.apply(xs, ws, None, plan)
+                else:
+                    xr = xs.detach().requires_grad_(name == 'input_grad')
+                    wr = ws.detach().requires_grad_(name == 'weight_grad')
+
+                    def fn(xr=xr, wr=wr, plan=plan):
+                        with torch.enable_grad():
+                            y = _DepthwiseConv.apply(xr, wr, None, plan)
+                            torch.autograd.grad(y, [xr, wr][pass_idx - 1], gs)
+
+            timings[strategy] = _time(fn)
+        best[name] = min(timings, key=timings.get)
+    plan = Plan(**best)
+    _tuned[key] = plan
+    return plan
+
+
+def plan_for(x: torch.Tensor, weight: torch.Tensor) -> Plan:
+    """The plan :func:`depthwise_conv2d` uses for these inputs (after the
+    kernel crop)."""
+    if _state['forced'] is not None:
+        return _state['forced']
+    if _state['mode'] == 'tune':
+        return tune_plan(x, weight, with_grad=torch.is_grad_enabled())
+    return heuristic_plan(x, weight)
+
+
+def _check_inputs(x, weight, bias) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'depthwise_conv2d expects x of shape (N, C, H, W),'
+                         f' got {tuple(x.shape)}')
+    if weight.dim() != 4 or weight.shape[1] != 1 or \
+            weight.shape[0] != x.shape[1]:
+        raise ValueError(
+            'depthwise_conv2d expects a weight of shape (C, 1, kh, kw) with '
+            f'C = x.shape[1] = {x.shape[1]}, got {tuple(weight.shape)}')
+    kh, kw = weight.shape[-2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f'depthwise_conv2d needs odd kernel sizes for '
+                         f'"same" padding, got {kh}x{kw}')
+    if bias is not None and tuple(bias.shape) != (x.shape[1], ):
+        raise ValueError(f'bias must have shape ({x.shape[1]},), got '
+                         f'{tuple(bias.shape)}')
 
 
 def depthwise_conv2d(x: torch.Tensor,
@@ -15,14 +303,40 @@ def depthwise_conv2d(x: torch.Tensor,
                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Depthwise convolution with stride 1 and "same" padding per axis.
 
+    Equals ``F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2),
+    groups=C)`` in value and in gradients, for any map size (also smaller
+    than the kernel) and under autocast.
+
     Args:
         x: input of shape (N, C, H, W), NCHW or channels_last memory format.
         weight: (C, 1, kh, kw) with odd kh and kw.
         bias: optional (C,).
 
     Returns:
-        Tensor of shape (N, C, H, W).
+        Tensor of shape (N, C, H, W), in the memory format of ``x``.
     """
+    _check_inputs(x, weight, bias)
+    if _state['mode'] == 'reference' and _state['forced'] is None:
+        kh, kw = weight.shape[-2:]
+        return F.conv2d(
+            x, weight, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        # Do what autocast does for conv2d (run in the autocast dtype), but
+        # explicitly, since a custom Function is not on autocast's list.
+        dtype = torch.get_autocast_dtype(dev)
+        with torch.autocast(dev, enabled=False):
+            return depthwise_conv2d(
+                x.to(dtype), weight.to(dtype),
+                bias.to(dtype) if bias is not None else None)
     kh, kw = weight.shape[-2:]
-    return F.conv2d(
-        x, weight, bias, padding=(kh // 2, kw // 2), groups=weight.shape[0])
+    ch, cw = cropped_kernel_size(kh, kw, *x.shape[-2:])
+    if (ch, cw) != (kh, kw):
+        r0, c0 = (kh - ch) // 2, (kw - cw) // 2
+        weight = weight[:, :, r0:r0 + ch, c0:c0 + cw]
+    plan = plan_for(x, weight)
+    if plan == Plan():
+        # All passes native: let autograd run aten's own backward.
+        return F.conv2d(
+            x, weight, bias, padding=(ch // 2, cw // 2), groups=x.shape[1])
+    return _DepthwiseConv.apply(x, weight, bias, plan)

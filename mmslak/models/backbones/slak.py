@@ -18,6 +18,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmslak.ops import memory_format_of, preferred_memory_format
 from ..layers.large_kernel import DecomposedLargeKernelConv, LayerNorm2d
 
 
@@ -284,6 +285,10 @@ class SLaK(BaseBackbone):
             raise ValueError(
                 f'SLaK expects an (N, {self.in_channels}, H, W) input, got '
                 f'shape {tuple(x.shape)}')
+        # Run in the faster memory format (channels_last on the CPU, see
+        # mmslak.ops.layout); outputs come back in the input's format.
+        in_format = memory_format_of(x)
+        x = x.contiguous(memory_format=preferred_memory_format(x))
         outs = []
         for i in range(self.num_stages):
             x = self.downsample_layers[i](x)
@@ -293,7 +298,8 @@ class SLaK(BaseBackbone):
                 if self.gap_before_final_norm:
                     outs.append(norm(x.mean(dim=(-2, -1))))
                 else:
-                    outs.append(norm(x))
+                    outs.append(
+                        norm(x).contiguous(memory_format=in_format))
         return tuple(outs)
 
     # ----------------------------------------------------- train-time state

@@ -1,0 +1,374 @@
+"""Speed of SLaK-T with mmslak's depthwise op, side by side in one run.
+
+Compares, at the same input and on the same machine:
+
+* SLaK-T as mmslak runs it (dispatched large-kernel op, channels_last);
+* the same model computed the reference way (NCHW ``F.conv2d`` large
+  kernels, no crop: ``mmslak.ops.dispatch('reference')``);
+* mmpretrain's ConvNeXt-T, NCHW (as mmpretrain runs it) and channels_last;
+
+for inference and for a training step (forward, backward, AdamW), at batch
+4 x 224 and 2 x 512. Models are timed round-robin, one repeat of each in
+turn, and the medians are compared, so that load from other processes hits
+all of them alike. Then the large-kernel op alone (every SLaK-T shape), in
+achieved GFLOP/s and as a fraction of a large sgemm's GFLOP/s measured in
+the same run, and the peak memory of a training step vs ConvNeXt-T.
+
+Example::
+
+    python tools/analysis/benchmark.py --quick
+    python tools/analysis/benchmark.py --threads 2
+    python tools/analysis/benchmark.py --device cuda --batch-sizes 64 \
+        --sizes 224
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import mmslak  # noqa: F401  (registers SLaK)
+from mmslak.ops import cropped_kernel_size, depthwise_conv2d, dispatch
+
+SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
+SMALL_KERNEL = 5
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument(
+        '--threads', type=int, default=2, help='CPU threads (torch)')
+    parser.add_argument(
+        '--batch-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='one per --sizes entry (default 4 2)')
+    parser.add_argument(
+        '--sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='input resolutions (default 224 512)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=None,
+        help='timed repeats per model (median is reported)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='batch 4 x 224 only, fewer repeats, op table at '
+        '224 only')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='autocast (bf16 on CPU, fp16 on CUDA)')
+    parser.add_argument('--skip-models', action='store_true')
+    parser.add_argument('--skip-ops', action='store_true')
+    parser.add_argument('--skip-memory', action='store_true')
+    parser.add_argument('--json', default=None, help='also write results')
+    parser.add_argument('--memory-child', default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [224] if args.quick else [224, 512]
+    if args.batch_sizes is None:
+        args.batch_sizes = [4, 2][:len(args.sizes)] if len(
+            args.sizes) <= 2 else [2] * len(args.sizes)
+    if len(args.batch_sizes) != len(args.sizes):
+        parser.error(f'--batch-sizes ({args.batch_sizes}) needs one entry '
+                     f'per --sizes entry ({args.sizes})')
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 7
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda asked for but CUDA is not available')
+    return args
+
+
+# ------------------------------------------------------------------ models
+def build(name: str, device: str) -> torch.nn.Module:
+    from mmpretrain.models.backbones import ConvNeXt
+
+    from mmslak.models.backbones.slak import SLaK
+    if name.startswith('convnext'):
+        model = ConvNeXt('tiny', gap_before_final_norm=True)
+    else:
+        model = SLaK('tiny')
+    return model.to(device)
+
+
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+class Runner:
+    """One model variant with its inference and training-step closures."""
+
+    def __init__(self, name, device, amp):
+        self.name = name
+        self.device = device
+        self.model = build(name, device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.amp = amp
+        self.mode = 'reference' if name == 'slak_reference' else None
+        self.channels_last = name == 'convnext_cl'
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _ctx(self):
+        dev = 'cuda' if self.device.startswith('cuda') else 'cpu'
+        dtype = torch.float16 if dev == 'cuda' else torch.bfloat16
+        return torch.autocast(dev, dtype=dtype, enabled=self.amp)
+
+    def _input(self, x):
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def infer(self, x):
+        self.model.eval()
+        with dispatch(self.mode), torch.no_grad(), self._ctx():
+            self.model(self._input(x))
+        sync(self.device)
+
+    def train_step(self, x):
+        self.model.train()
+        with dispatch(self.mode):
+            self.opt.zero_grad(set_to_none=True)
+            with self._ctx():
+                out = self.model(self._input(x))[-1]
+            loss = out.float().pow(2).mean()
+            loss.backward()
+            self.opt.step()
+        sync(self.device)
+
+
+def time_round_robin(fns: dict, repeats: int) -> dict:
+    """Median seconds of each closure, timed one after another per round."""
+    for fn in fns.values():  # warm-up (allocator, oneDNN primitives, plans)
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+MODEL_NAMES = ('slak', 'slak_reference', 'convnext', 'convnext_cl')
+LABELS = {
+    'slak': 'SLaK-T (mmslak)',
+    'slak_reference': 'SLaK-T (reference: NCHW F.conv2d)',
+    'convnext': 'ConvNeXt-T (mmpretrain, NCHW)',
+    'convnext_cl': 'ConvNeXt-T (channels_last)',
+}
+
+
+def bench_models(args, results):
+    runners = {n: Runner(n, args.device, args.amp) for n in MODEL_NAMES}
+    for bs, size in zip(args.batch_sizes, args.sizes):
+        x = torch.randn(bs, 3, size, size, device=args.device)
+        for kind in ('inference', 'train_step'):
+            fns = {
+                n: (lambda r=r: r.infer(x)) if kind == 'inference' else
+                (lambda r=r: r.train_step(x))
+                for n, r in runners.items()
+            }
+            med = time_round_robin(fns, args.repeats)
+            key = f'{kind}@{bs}x{size}'
+            results[key] = {n: med[n] for n in MODEL_NAMES}
+            base = med['convnext']
+            print(f'\n{kind}, batch {bs} x {size} (median of {args.repeats};'
+                  ' ratio = time / ConvNeXt-T NCHW time)')
+            for n in MODEL_NAMES:
+                print(f'  {LABELS[n]:<36} {med[n] / bs * 1e3:9.1f} ms/img '
+                      f'{med[n] / base:6.2f}x')
+            print(f'  SLaK-T speed-up over the reference way: '
+                  f'{med["slak_reference"] / med["slak"]:.2f}x; '
+                  f'vs ConvNeXt-T channels_last: '
+                  f'{med["slak"] / med["convnext_cl"]:.2f}x')
+
+
+# --------------------------------------------------------------------- ops
+def op_shapes(batch: int, size: int):
+    """(label, x shape, kernel shape) of every large-kernel conv in SLaK-T."""
+    shapes = []
+    for i, (c, k) in enumerate(SLAK_T_STAGES):
+        h = size // 4 // 2**i
+        for kh, kw in ((k, SMALL_KERNEL), (SMALL_KERNEL, k), (SMALL_KERNEL,
+                                                              SMALL_KERNEL)):
+            shapes.append(
+                (f's{i + 1} {kh}x{kw}@{h}', (batch, c, h, h), (kh, kw), i))
+    return shapes
+
+
+def sgemm_gflops(device: str, repeats: int) -> float:
+    n = 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+
+    def fn():
+        torch.mm(a, b)
+        sync(device)
+
+    sec = time_round_robin({'mm': fn}, repeats)['mm']
+    return 2 * n**3 / sec / 1e9
+
+
+def bench_ops(args, results):
+    depths = (3, 3, 9, 3)
+    reps = max(3, args.repeats)
+    for bs, size in zip(args.batch_sizes, args.sizes):
+        peak = sgemm_gflops(args.device, reps)
+        print(f'\nlarge-kernel op alone, SLaK-T shapes at batch {bs} x {size}'
+              f' (FLOPs of the exact cropped kernel; fwd+bwd = 3x fwd)')
+        print(f'  sgemm 2048^3: {peak:.1f} GFLOP/s (same run)')
+        print(f'  {"shape":<18}{"fwd GF/s":>9}{"%sgemm":>7}{"f+b GF/s":>9}'
+              f'{"%sgemm":>7}{"f+b vs ref":>11}')
+        tot_flop = tot_new = tot_ref = 0.0
+        rows = []
+        for label, xs, (kh, kw), stage in op_shapes(bs, size):
+            x = torch.randn(xs, device=args.device)
+            x_cl = x.contiguous(memory_format=torch.channels_last)
+            w = torch.randn(xs[1], 1, kh, kw, device=args.device)
+            g = torch.randn(xs, device=args.device)
+            ch, cw = cropped_kernel_size(kh, kw, xs[2], xs[3])
+            flop = 2 * xs[0] * xs[1] * xs[2] * xs[3] * ch * cw
+
+            def fwd(mode, inp):
+                with dispatch(mode), torch.no_grad():
+                    depthwise_conv2d(inp, w)
+                sync(args.device)
+
+            def fwdbwd(mode, inp):
+                xr = inp.detach().requires_grad_()
+                wr = w.detach().requires_grad_()
+                with dispatch(mode):
+                    depthwise_conv2d(xr, wr).backward(g)
+                sync(args.device)
+
+            med = time_round_robin(
+                {
+                    'fwd': lambda: fwd(None, x_cl),
+                    'fb': lambda: fwdbwd(None, x_cl),
+                    'fb_ref': lambda: fwdbwd('reference', x),
+                }, reps)
+            f_gf = flop / med['fwd'] / 1e9
+            fb_gf = 3 * flop / med['fb'] / 1e9
+            ratio = med['fb_ref'] / med['fb']
+            n_blocks = depths[stage]
+            tot_flop += 3 * flop * n_blocks
+            tot_new += med['fb'] * n_blocks
+            tot_ref += med['fb_ref'] * n_blocks
+            flag = '' if ratio >= 1 else '  <- slower than reference'
+            print(f'  {label:<18}{f_gf:9.1f}{f_gf / peak:7.0%}{fb_gf:9.1f}'
+                  f'{fb_gf / peak:7.0%}{ratio:10.2f}x{flag}')
+            rows.append(
+                dict(
+                    shape=label,
+                    fwd_gflops=f_gf,
+                    fb_gflops=fb_gf,
+                    speedup_vs_reference=ratio))
+        overall = tot_flop / tot_new / 1e9
+        print(f'  all SLaK-T large-kernel convs, fwd+bwd: {overall:.1f} '
+              f'GFLOP/s = {overall / peak:.0%} of sgemm; '
+              f'{tot_ref / tot_new:.2f}x faster than the reference way')
+        results[f'ops@{bs}x{size}'] = dict(
+            sgemm_gflops=peak,
+            rows=rows,
+            fb_gflops_all=overall,
+            fb_fraction_of_sgemm=overall / peak,
+            speedup_vs_reference=tot_ref / tot_new)
+
+
+# ------------------------------------------------------------------ memory
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def memory_child(args) -> None:
+    """Peak memory of training steps of one model, in a fresh process."""
+    name = args.memory_child
+    bs, size = args.batch_sizes[0], args.sizes[0]
+    x = torch.randn(bs, 3, size, size, device=args.device)
+    runner = Runner(name, args.device, args.amp)
+    if args.device.startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for _ in range(2):
+            runner.train_step(x)
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        base = _rss_kib('VmRSS') * 1024
+        for _ in range(2):
+            runner.train_step(x)
+        peak = _rss_kib('VmHWM') * 1024 - base
+    print(json.dumps({'peak_bytes': peak}))
+
+
+def bench_memory(args, results):
+    bs, size = args.batch_sizes[0], args.sizes[0]
+    peaks = {}
+    for name in ('slak', 'slak_reference', 'convnext'):
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__), '--memory-child', name, '--device',
+            args.device, '--threads',
+            str(args.threads), '--batch-sizes',
+            str(bs), '--sizes',
+            str(size)
+        ] + (['--amp'] if args.amp else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        peaks[name] = json.loads(
+            out.stdout.strip().splitlines()[-1])['peak_bytes']
+    what = 'allocated by torch' if args.device.startswith('cuda') else \
+        'process peak RSS'
+    print(f'\npeak memory of 2 training steps at batch {bs} x {size} '
+          f'({what}, over the model and optimizer built)')
+    for name, peak in peaks.items():
+        print(f'  {LABELS[name]:<36} {peak / 2**20:8.0f} MiB '
+              f'{peak / peaks["convnext"]:6.2f}x')
+    results[f'memory@{bs}x{size}'] = peaks
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.memory_child:
+        memory_child(args)
+        return
+    print(f'torch {torch.__version__}, device {args.device}, '
+          f'{torch.get_num_threads()} threads, amp={args.amp}')
+    if args.device.startswith('cuda'):
+        print(f'GPU: {torch.cuda.get_device_name()}')
+    results = {}
+    if not args.skip_models:
+        bench_models(args, results)
+    if not args.skip_ops:
+        op_args = argparse.Namespace(**vars(args))
+        if args.quick:
+            op_args.batch_sizes = args.batch_sizes[:1]
+            op_args.sizes = args.sizes[:1]
+        bench_ops(op_args, results)
+    if not args.skip_memory:
+        bench_memory(args, results)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -30,7 +30,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     ``cfg_options`` and import ``mmslak`` plus the config's
     ``custom_imports``."""
     import mmslak  # noqa: F401  (registers SLaK in mmpretrain's MODELS)
-    cfg = Config.fromfile(path)
+    if '::' in path:  # e.g. 'mmpretrain::convnext/convnext-tiny_...py'
+        from mmengine.hub import get_config
+        cfg = get_config(path)
+    else:
+        cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     imports = cfg.get('custom_imports')

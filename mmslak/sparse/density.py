@@ -170,6 +170,32 @@ def topk_indices(values: torch.Tensor,
     return torch.cat([below, ties])
 
 
+def smallest_k_mask(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask (shaped like ``values``) of its ``k`` smallest entries.
+
+    Ties at the threshold go to the lower flat index. One selection
+    (``kthvalue``) and a comparison: no sort, no index list of all entries.
+    ``+inf`` marks entries that must not be selected.
+    """
+    flat = values.flatten()
+    n = flat.numel()
+    if not 0 <= k <= n:
+        raise ValueError(f'k={k} is out of range for {n} values')
+    if k == 0:
+        return torch.zeros(
+            values.shape, dtype=torch.bool, device=values.device)
+    if k == n:
+        return torch.ones(values.shape, dtype=torch.bool, device=values.device)
+    thr = torch.kthvalue(flat, k).values
+    if bool(torch.isposinf(thr)):
+        raise ValueError(f'asked for {k} entries but fewer are selectable')
+    selected = flat <= thr
+    extra = int(selected.count_nonzero()) - k
+    if extra > 0:  # ties at thr: keep the lower indices
+        selected[(flat == thr).nonzero().squeeze(1)[-extra:]] = False
+    return selected.view(values.shape)
+
+
 def random_mask(shape,
                 count: int,
                 generator: torch.Generator,

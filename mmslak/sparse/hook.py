@@ -346,29 +346,36 @@ class SparseTrainingHook(Hook):
                     'SparseTrainingHook: no gradient at this update '
                     '(skipped step?); regrowing at random')
                 growth = 'random'
-        codes = None
+        counts = self.masks.counts()
+        decided = None
         if get_rank() == 0:
-            codes = []
-            for n in names:
-                num = num_to_prune(int(self.masks.mask(n).sum()), rate)
-                new, grown = self.masks.prune_regrow(n, num, growth,
-                                                     self._generator,
-                                                     grads.get(n))
-                codes.append(new.to(torch.uint8) + grown.to(torch.uint8))
-        codes = self._broadcast_codes(codes, params)
+            decided = [
+                self.masks.prune_regrow(n, num_to_prune(counts[n], rate),
+                                        growth, self._generator, grads.get(n))
+                for n in names
+            ]
+        if get_world_size() > 1:
+            # one uint8 code per weight: 0 inactive, 1 kept, 2 regrown
+            codes = None if decided is None else [
+                new.to(torch.uint8) + grown.to(torch.uint8)
+                for new, grown in decided
+            ]
+            codes = self._broadcast_codes(codes, params)
+            decided = [(c > 0, c == 2) for c in codes]
         self.last_update = OrderedDict()
-        for n, code in zip(names, codes):
-            old = self.masks.mask(n)
-            new, grown = code > 0, code == 2
-            pruned = int((old & ~(new & ~grown)).sum())
+        for n, (new, grown) in zip(names, decided):
+            regrown = int(grown.count_nonzero())
+            # active after = active before - pruned + regrown
+            pruned = counts[n] + regrown - int(new.count_nonzero())
             self.masks.commit(n, new, grown)
             reset_optimizer_state(self._optimizer_of.get(n), params[n], grown)
-            self.last_update[n] = dict(pruned=pruned, regrown=int(grown.sum()))
+            self.last_update[n] = dict(pruned=pruned, regrown=regrown)
+        # each layer keeps its count (checked in tests/sparse)
         self.num_updates += 1
         self.current_prune_rate = rate
         self._log(
             runner, f'update {self.num_updates} at iter {iteration}, '
-            f'prune rate {rate:.4f}')
+            f'prune rate {rate:.4f}', counts)
 
     # ------------------------------------------------------------------
     # checkpoints
@@ -407,19 +414,21 @@ class SparseTrainingHook(Hook):
 
     # ------------------------------------------------------------------
     # logging
-    def _log(self, runner, what: str) -> None:
-        stats = self.masks.stats()
+    def _log(self, runner, what: str, counts=None) -> None:
+        stats = self.masks.stats(counts)
         self._density = stats['density']
         self._explored = stats['explored_ratio']
         model = self._unwrap(runner.model)
-        nonzero = sum(int(p.count_nonzero()) for p in model.parameters())
         numel = sum(p.numel() for p in model.parameters())
+        # active = every parameter but the masked-out weights (the paper's
+        # non-zero count; regrown weights are active although still 0)
+        nonzero = numel - (stats['total'] - stats['active'])
         dense = stats['num_dense_layers']
         runner.logger.info(
             f'SparseTrainingHook {what}: {len(self.masks)} masked layers, '
             f'{dense} dense in scope, density {stats["density"]:.6f} '
             f'({stats["active"]}/{stats["total"]}), explored '
-            f'{stats["explored_ratio"]:.4f}, model non-zero parameters '
+            f'{stats["explored_ratio"]:.4f}, model active parameters '
             f'{nonzero} of {numel}')
         if self.log_per_layer:
             runner.logger.info('\n' + format_layer_table(stats['layers']))

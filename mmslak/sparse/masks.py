@@ -85,11 +85,12 @@ class SparseMasks:
         return OrderedDict(
             (n, int(m.count_nonzero())) for n, m in self._masks.items())
 
-    def stats(self) -> dict:
+    def stats(self, counts: Optional[Dict[str, int]] = None) -> dict:
         """Densities over the whole sparse scope (dense layers included:
         ``active``, ``total``, ``density``, ``explored_ratio``) and per
-        masked layer (``layers``: name -> (active, numel, density))."""
-        counts = self.counts()
+        masked layer (``layers``: name -> (active, numel, density)).
+        ``counts`` (from :meth:`counts`) saves recounting."""
+        counts = self.counts() if counts is None else counts
         numels = {n: self.params[n].numel() for n in counts}
         dense = sum(p.numel() for p in self.dense.values())
         active = sum(counts.values()) + dense
@@ -134,7 +135,7 @@ class SparseMasks:
                grown: torch.Tensor) -> None:
         """Install ``new_mask``, zero the ``grown`` weights, apply."""
         param = self.params[name]
-        self.set_mask(name, new_mask)
+        self._masks[name].copy_(new_mask)
         param.data.masked_fill_(grown.to(param.device), 0)
         self.explored[name] |= new_mask.to(self.explored[name].device)
         self.apply([name])

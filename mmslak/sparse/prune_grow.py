@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .density import topk_indices
+from .density import smallest_k_mask
 
 
 def cosine_prune_rate(iteration: int,
@@ -36,49 +36,46 @@ def prune_magnitude(weight: torch.Tensor, mask: torch.Tensor,
     Returns:
         ``(new_mask, pruned)``, both bool tensors shaped like ``mask``.
     """
-    flat = mask.flatten()
-    active = flat.nonzero().squeeze(1)
-    if num > active.numel():
-        raise ValueError(
-            f'cannot prune {num} of {active.numel()} active weights')
-    mags = weight.detach().flatten()[active].abs()
-    drop = active[topk_indices(mags, num, largest=False)]
-    pruned = torch.zeros_like(flat)
-    pruned[drop] = True
-    return (flat & ~pruned).view_as(mask), pruned.view_as(mask)
+    score = weight.detach().abs().float().masked_fill_(~mask, math.inf)
+    try:
+        pruned = smallest_k_mask(score, num)
+    except ValueError:
+        raise ValueError(f'cannot prune {num} weights: only '
+                         f'{int(mask.count_nonzero())} are active') from None
+    return mask & ~pruned, pruned
+
+
+def _select_inactive(score: torch.Tensor, mask: torch.Tensor,
+                     num: int) -> torch.Tensor:
+    """The ``num`` inactive positions of smallest ``score``."""
+    try:
+        return smallest_k_mask(score.masked_fill_(mask, math.inf), num)
+    except ValueError:
+        inactive = mask.numel() - int(mask.count_nonzero())
+        raise ValueError(f'cannot regrow {num} weights: only {inactive} '
+                         'are inactive') from None
 
 
 def grow_random(mask: torch.Tensor, num: int, generator: torch.Generator
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Activate ``num`` inactive positions uniformly at random.
 
-    The draw uses the CPU ``generator`` (same result on any device).
+    The positions with the ``num`` smallest of i.i.d. uniform keys, drawn
+    from the CPU ``generator`` (same result on any device).
     Returns ``(new_mask, grown)``.
     """
-    flat = mask.flatten()
-    inactive = (~flat).nonzero().squeeze(1)
-    if num > inactive.numel():
-        raise ValueError(
-            f'cannot regrow {num} of {inactive.numel()} inactive weights')
-    pick = torch.randperm(inactive.numel(), generator=generator)[:num]
-    grown = torch.zeros_like(flat)
-    grown[inactive[pick.to(inactive.device)]] = True
-    return (flat | grown).view_as(mask), grown.view_as(mask)
+    keys = torch.rand(mask.shape, generator=generator).to(mask.device)
+    grown = _select_inactive(keys, mask, num)
+    return mask | grown, grown
 
 
 def grow_gradient(mask: torch.Tensor, grad: torch.Tensor,
                   num: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Activate the ``num`` inactive positions of largest ``|grad|``
     (RigL). Returns ``(new_mask, grown)``."""
-    flat = mask.flatten()
-    inactive = (~flat).nonzero().squeeze(1)
-    if num > inactive.numel():
-        raise ValueError(
-            f'cannot regrow {num} of {inactive.numel()} inactive weights')
-    mags = grad.detach().flatten()[inactive].abs()
-    grown = torch.zeros_like(flat)
-    grown[inactive[topk_indices(mags, num, largest=True)]] = True
-    return (flat | grown).view_as(mask), grown.view_as(mask)
+    score = grad.detach().abs().float().neg_()
+    grown = _select_inactive(score, mask, num)
+    return mask | grown, grown
 
 
 @torch.no_grad()

@@ -128,7 +128,11 @@ def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope(scope)
     obj_type = model_cfg.get('type')
-    cls = obj_type if isinstance(obj_type, type) else MODELS.get(obj_type)
+    if isinstance(obj_type, type):
+        cls = obj_type
+    else:  # the root registry only sees other scopes through the switch
+        with MODELS.switch_scope_and_registry(scope) as registry:
+            cls = registry.get(obj_type)
     if cls is None:
         return None
     return set(inspect.signature(cls.__init__).parameters)

@@ -186,3 +186,19 @@ def test_erf_cli_compares_two_models(tmp_path):
     np.testing.assert_allclose(erf, np.load(out / 'b.npy'))
     ratios = meta['models']['a']['area_ratio']
     assert 0 < ratios['0.2'] < ratios['0.5'] < ratios['0.99'] <= 1
+
+
+def test_erf_backbone_from_unprefixed_upstream_config(tmp_path):
+    """An mmpretrain config naming 'ConvNeXt' without a scope prefix: the
+    classifier's GAP must still be switched off."""
+    cfg = tmp_path / 'tiny_convnext.py'
+    cfg.write_text("default_scope = 'mmpretrain'\n"
+                   "model = dict(type='ImageClassifier', backbone=dict(\n"
+                   "    type='ConvNeXt', arch=dict(depths=[1, 1, 1, 1],\n"
+                   '    channels=[8, 8, 8, 8])))\n')
+    backbone, scope = build_erf_backbone(str(cfg), layer_scale=1.0)
+    assert scope == 'mmpretrain' and not backbone.gap_before_final_norm
+    assert isinstance(backbone.norm3, nn.Identity)
+    assert backbone.stages[0][0].gamma.detach().eq(1.0).all()
+    erf = compute_erf(backbone, torch.randn(1, 3, 64, 64))
+    assert erf.shape == (64, 64) and erf.max() > 0

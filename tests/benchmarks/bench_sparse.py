@@ -1,0 +1,128 @@
+"""Cost of sparse training relative to a SLaK training iteration.
+
+Measures, in one run and on the same device:
+  * one training iteration of a SLaK classifier (forward, backward, AdamW
+    step), batch ``--batch`` at ``--size`` px;
+  * applying the masks (what the hook does after every optimizer step);
+  * one prune/regrow update of ``SparseTrainingHook`` at prune rate
+    ``--prune-rate`` (the largest ``p_t`` of the schedule);
+and prints the two ratios (targets: < 3 % and < 1 iteration).
+
+    python tests/benchmarks/bench_sparse.py [--arch tiny] [--batch 2]
+"""
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+
+from mmslak.models.backbones.slak import SLaK
+from mmslak.sparse import (SparseMasks, SparseTrainingHook,
+                           densities_to_counts, random_mask,
+                           select_sparse_params, uniform_densities)
+from mmslak.sparse.scope import sparse_shapes
+
+
+class Classifier(nn.Module):
+
+    def __init__(self, arch):
+        super().__init__()
+        self.backbone = SLaK(arch=arch, drop_path_rate=0.1)
+        self.head = nn.Linear(self.backbone.channels[-1], 1000)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1])
+
+
+def timed(fn, repeats, device):
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='tiny')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--density', type=float, default=0.6)
+    parser.add_argument('--prune-rate', type=float, default=0.5)
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    model = Classifier(args.arch).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    y = torch.randint(0, 1000, (args.batch, ), device=device)
+
+    params = select_sparse_params(model, 'all')
+    shapes = sparse_shapes(params)
+    counts = densities_to_counts(
+        uniform_densities(shapes, args.density), shapes)
+    gen = torch.Generator().manual_seed(0)
+    masks = SparseMasks(
+        params, {n: random_mask(shapes[n], counts[n], gen)
+                 for n in params})
+    masks.apply()
+
+    def iteration():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    iteration()  # warm-up (allocations, AdamW state)
+    masks.apply()
+    # interleaved, so that load from other processes hits both alike
+    t_iters, t_applies = [], []
+    for _ in range(args.iters):
+        t_iters.append(timed(iteration, 1, device))
+        t_applies.append(timed(masks.apply, 3, device))
+    t_iter = statistics.median(t_iters)
+    t_apply = statistics.median(t_applies)
+
+    hook = SparseTrainingHook(
+        density=args.density,
+        init='uniform',
+        update_interval=1,
+        prune_rate=args.prune_rate,
+        log_per_layer=False)
+    hook.masks = masks
+    hook._optimizer_of = {n: opt for n in masks.names()}
+    hook._generator.manual_seed(0)
+    runner = SimpleNamespace(
+        max_iters=10**9,
+        model=model,
+        logger=MMLogger.get_instance('bench_sparse', log_level='WARNING'))
+    t_update = timed(lambda: hook.update(runner, 1), 1, device)
+    t_iter2 = timed(iteration, 1, device)  # re-check the load
+
+    n_masked = sum(p.numel() for p in masks.params.values())
+    print(f'device {device}, torch threads {torch.get_num_threads()}, '
+          f'SLaK-{args.arch} batch {args.batch}x{args.size}, '
+          f'{n_masked / 1e6:.1f}M masked weights in {len(masks)} layers')
+    print(f'training iteration        {t_iter * 1e3:9.1f} ms (median of '
+          f'{args.iters}; {t_iter2 * 1e3:.1f} ms after the update)')
+    print(f'mask application          {t_apply * 1e3:9.1f} ms  '
+          f'= {100 * t_apply / t_iter:.2f} % of an iteration (target < 3 %)')
+    print(f'prune/regrow update (p={args.prune_rate}) {t_update * 1e3:9.1f} ms'
+          f'  = {t_update / t_iter:.3f} iterations (target < 1)')
+
+
+if __name__ == '__main__':
+    main()

@@ -44,15 +44,28 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
-# one pass over VOC07+12 trainval per epoch (no RepeatDataset)
+data_root = 'data/VOCdevkit/'
+
+
+def voc_trainval(year, pipeline=train_pipeline, root=data_root):
+    return dict(
+        type='VOCDataset',
+        data_root=root,
+        ann_file=f'{year}/ImageSets/Main/trainval.txt',
+        data_prefix=dict(sub_data_root=f'{year}/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32, bbox_min_size=32),
+        pipeline=pipeline)
+
+
+# VOC07+12 trainval, one pass per epoch (no RepeatDataset)
 train_dataloader = dict(
     batch_size=2,
     dataset=dict(
-        times=1,
-        dataset=dict(datasets=[
-            dict(pipeline=train_pipeline),
-            dict(pipeline=train_pipeline)
-        ])))
+        _delete_=True,
+        type='ConcatDataset',
+        ignore_keys=['dataset_type'],
+        datasets=[voc_trainval('VOC2007'),
+                  voc_trainval('VOC2012')]))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

@@ -39,10 +39,10 @@ ADE_IDS = {'background': 1, 'circle': 13, 'square': 21, 'triangle': 20}
 # Official COCO category ids of the 80 classes, in mmdet's class order.
 COCO_IDS = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
-    23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
-    44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62,
-    63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85,
-    86, 87, 88, 89, 90
+    23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44,
+    46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64,
+    65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88,
+    89, 90
 ]
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry',
           'hubble_deep_field')
@@ -56,7 +56,9 @@ def _photos() -> List[np.ndarray]:
 class ToyImages:
     """Deterministic generator of (image, shapes) pairs."""
 
-    def __init__(self, seed: int, min_shapes: int = 1,
+    def __init__(self,
+                 seed: int,
+                 min_shapes: int = 1,
                  max_shapes: int = 3) -> None:
         self.rng = np.random.default_rng(seed)
         self.photos = _photos()
@@ -100,8 +102,8 @@ class ToyImages:
         draw = ImageDraw.Draw(img)
         occupied = np.zeros((h, w), bool)
         objects = []
-        for _ in range(self.rng.integers(self.min_shapes,
-                                         self.max_shapes + 1)):
+        for _ in range(
+                self.rng.integers(self.min_shapes, self.max_shapes + 1)):
             shape = SHAPES[self.rng.integers(len(SHAPES))]
             for _try in range(30):  # no overlaps: masks stay exact
                 poly = self.polygon(shape, w, h, size_range)
@@ -140,10 +142,9 @@ def make_ade(out: str, gen: ToyImages, counts: Dict[str, int],
                             np.uint8)
             for obj in objects:
                 mask = Image.fromarray(obj['mask'].astype(np.uint8))
-                border = np.asarray(mask.filter(ImageFilter.MaxFilter(3)),
-                                    bool) & ~np.asarray(
-                                        mask.filter(ImageFilter.MinFilter(3)),
-                                        bool)
+                border = np.asarray(
+                    mask.filter(ImageFilter.MaxFilter(3)), bool) & ~np.asarray(
+                        mask.filter(ImageFilter.MinFilter(3)), bool)
                 label[obj['mask']] = ADE_IDS[obj['shape']]
                 label[border] = 0  # unlabelled, as ADE20K's object borders
             name = f'ADE_{split[:5]}_{i:08d}'
@@ -188,13 +189,14 @@ def make_voc(out: str, gen: ToyImages, counts: Dict[str, Dict[str, int]],
             for i in range(n):
                 img, objects = gen.sample(*size)
                 name = f'{year[3:]}_{split}_{i:06d}'
-                img.save(osp.join(base, 'JPEGImages', name + '.jpg'),
-                         quality=95)
+                img.save(
+                    osp.join(base, 'JPEGImages', name + '.jpg'), quality=95)
                 _voc_xml(name, size, objects, year).write(
                     osp.join(base, 'Annotations', name + '.xml'))
                 ids.append(name)
-            with open(osp.join(base, 'ImageSets', 'Main', split + '.txt'),
-                      'w') as f:
+            with open(
+                    osp.join(base, 'ImageSets', 'Main', split + '.txt'),
+                    'w') as f:
                 f.write('\n'.join(ids) + '\n')
     return root
 
@@ -241,8 +243,9 @@ def make_coco(out: str, gen: ToyImages, counts: Dict[str, int],
                         bbox=[x0, y0, x1 - x0, y1 - y0],
                         iscrowd=0))
                 ann_id += 1
-        with open(osp.join(root, 'annotations',
-                           f'instances_{split}2017.json'), 'w') as f:
+        with open(
+                osp.join(root, 'annotations', f'instances_{split}2017.json'),
+                'w') as f:
             json.dump(
                 dict(
                     info=dict(description='mmslak toy COCO'),
@@ -270,9 +273,9 @@ def make_toy_datasets(out: str,
                          f'{num_train}, {num_val}')
     roots = {}
     if 'ade' in tasks:
-        roots['ade'] = make_ade(
-            out, ToyImages(seed), dict(training=num_train,
-                                       validation=num_val), seg_size)
+        roots['ade'] = make_ade(out, ToyImages(seed),
+                                dict(training=num_train, validation=num_val),
+                                seg_size)
     if 'voc' in tasks:
         # VOC07+12 trainval for training, VOC2007 test for testing
         half = max(1, num_train // 2)
@@ -283,8 +286,7 @@ def make_toy_datasets(out: str,
                 VOC2012=dict(trainval=half)), det_size)
     if 'coco' in tasks:
         roots['coco'] = make_coco(out, ToyImages(seed + 2),
-                                  dict(train=num_train, val=num_val),
-                                  det_size)
+                                  dict(train=num_train, val=num_val), det_size)
     return roots
 
 
@@ -292,15 +294,23 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='data/toy', help='output folder')
     parser.add_argument(
-        '--tasks', nargs='+', default=['ade', 'voc', 'coco'],
+        '--tasks',
+        nargs='+',
+        default=['ade', 'voc', 'coco'],
         choices=['ade', 'voc', 'coco'])
     parser.add_argument('--num-train', type=int, default=48)
     parser.add_argument('--num-val', type=int, default=16)
     parser.add_argument(
-        '--seg-size', type=int, nargs=2, default=(128, 128),
+        '--seg-size',
+        type=int,
+        nargs=2,
+        default=(128, 128),
         metavar=('W', 'H'))
     parser.add_argument(
-        '--det-size', type=int, nargs=2, default=(192, 160),
+        '--det-size',
+        type=int,
+        nargs=2,
+        default=(192, 160),
         metavar=('W', 'H'))
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()

@@ -1,0 +1,89 @@
+"""Shared logic of ``tools/train.py`` and ``tools/test.py``: one pair of
+scripts for classification (mmpretrain), segmentation (mmseg) and detection
+(mmdet), told apart by the config alone."""
+import logging
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
+
+
+def task_family(cfg: Config) -> str:
+    """'mmpretrain', 'mmseg' or 'mmdet', from ``default_scope`` (set by
+    every upstream ``default_runtime``) or else the model type."""
+    scope = cfg.get('default_scope')
+    if scope in FAMILIES:
+        return scope
+    model_type = str(cfg.get('model', {}).get('type', ''))
+    prefix = model_type.split('.')[0] if '.' in model_type else ''
+    if prefix in FAMILIES:
+        return prefix
+    if model_type in ('ImageClassifier', ):
+        return 'mmpretrain'
+    if model_type in ('EncoderDecoder', 'CascadeEncoderDecoder'):
+        return 'mmseg'
+    raise ValueError(
+        f'cannot tell the task of this config: default_scope={scope!r}, '
+        f'model.type={model_type!r}; set default_scope to one of '
+        f'{FAMILIES}')
+
+
+def set_work_dir(cfg: Config, work_dir, config_path: str) -> None:
+    """CLI > config > ./work_dirs/<config name>, as upstream."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+
+
+def enable_amp(cfg: Config) -> None:
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper == 'AmpOptimWrapper':
+        print_log(
+            'AMP training is already enabled in your config.',
+            logger='current',
+            level=logging.WARNING)
+        return
+    if wrapper != 'OptimWrapper':
+        raise ValueError('--amp needs optim_wrapper.type == "OptimWrapper", '
+                         f'got {wrapper!r}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_visualization(cfg: Config, family: str, show: bool, show_dir,
+                         wait_time: float) -> None:
+    """Turn the family's visualization hook on (upstream test.py logic)."""
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise RuntimeError('--show / --show-dir need a visualization hook in '
+                           'default_hooks (e.g. SegVisualizationHook, '
+                           'DetVisualizationHook, VisualizationHook)')
+    hook = hooks['visualization']
+    if family == 'mmpretrain':
+        hook['enable'] = True
+        if show_dir:
+            hook['out_dir'] = show_dir
+    else:
+        hook['draw'] = True
+        if show_dir and family == 'mmseg':
+            cfg.visualizer['save_dir'] = show_dir
+        elif show_dir:
+            hook['test_out_dir'] = show_dir
+    if show:
+        hook['show'] = True
+        hook['wait_time'] = wait_time
+
+
+def dump_metric(family: str, out: str):
+    """An evaluator metric that dumps the predictions to ``out`` (.pkl)."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl file, got {out!r}')
+    if family == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        return DumpDetResults(out_file_path=out)
+    from mmengine.evaluator import DumpResults
+    return DumpResults(out_file_path=out)

@@ -1,0 +1,79 @@
+"""Test (and evaluate) a SLaK model from an OpenMMLab config and a
+checkpoint: mIoU for mmseg, mAP / COCO AP for mmdet, top-1 for mmpretrain.
+
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
+from mmslak.engine.cli_utils import (dump_metric, enable_visualization,
+                                     set_work_dir, task_family)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument(
+        '--out', help='dump the predictions to this pickle file')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='save painted predictions in this directory')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_test_cfg(args) -> Config:
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    family = task_family(cfg)
+    set_work_dir(cfg, args.work_dir, args.config)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        show_dir = osp.abspath(args.show_dir) if args.show_dir else None
+        enable_visualization(cfg, family, args.show, show_dir, args.wait_time)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = build_test_cfg(args)
+    runner = (
+        Runner.from_cfg(cfg)
+        if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            dump_metric(task_family(cfg), args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

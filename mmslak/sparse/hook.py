@@ -385,6 +385,7 @@ class SparseTrainingHook(Hook):
             masks=self.masks.bool_masks('cpu'),
             explored=OrderedDict(
                 (n, e.cpu()) for n, e in self.masks.explored.items()),
+            dense=list(self.masks.dense),  # in scope, left dense
             num_updates=self.num_updates,
             prune_rate=self.current_prune_rate,
             rng_state=self._generator.get_state(),

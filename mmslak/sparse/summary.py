@@ -15,8 +15,9 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
     with totals: ``active`` / ``numel`` over the masked layers (masks from
     ``checkpoint['sparsity']`` or ``weight != 0``), ``nonzero`` /
     ``params`` over every floating-point parameter of the state dict
-    (BN running statistics excluded), and ``source`` ('sparsity' or
-    'zeros').
+    (BN running statistics excluded), ``source`` ('sparsity' or 'zeros')
+    and ``explored``. The in-scope layers that the hook left dense are
+    listed at density 1.
     """
     if isinstance(ckpt, str):
         ckpt = load_checkpoint_safely(ckpt)
@@ -27,13 +28,20 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
         weight = state.get(name)
         nonzero = (
             int(weight.count_nonzero()) if torch.is_tensor(weight) else -1)
-        rows.append(
-            (name, tuple(mask.shape), int(mask.sum()), mask.numel(), nonzero))
+        rows.append((name, tuple(mask.shape), int(mask.count_nonzero()),
+                     mask.numel(), nonzero))
+    sparsity = ckpt.get('sparsity')
+    dense = sparsity.get('dense', []) if isinstance(sparsity, dict) else []
+    for name in dense:  # in the sparse scope but left dense
+        weight = state.get(name)
+        if torch.is_tensor(weight):
+            rows.append((name, tuple(weight.shape), weight.numel(),
+                         weight.numel(), int(weight.count_nonzero())))
     params = [
         v for k, v in state.items() if torch.is_tensor(v)
         and v.is_floating_point() and not k.endswith(_BUFFER_SUFFIXES)
     ]
-    sparsity = ckpt.get('sparsity')
+    dense_numel = sum(r[3] for r in rows if r[0] in dense)
     return dict(
         rows=rows,
         active=sum(r[2] for r in rows),
@@ -41,15 +49,18 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
         nonzero=sum(int(p.count_nonzero()) for p in params),
         params=sum(p.numel() for p in params),
         source='sparsity' if isinstance(sparsity, dict) else 'zeros',
-        explored=_explored_ratio(sparsity))
+        explored=_explored_ratio(sparsity, dense_numel))
 
 
-def _explored_ratio(sparsity) -> float:
+def _explored_ratio(sparsity, dense_numel: int = 0) -> float:
+    """Ever-active fraction of the scope (dense layers count as explored),
+    as the hook logs it; NaN without the hook's record."""
     if not isinstance(sparsity, dict) or not sparsity.get('explored'):
         return float('nan')
     explored = sparsity['explored'].values()
-    return sum(int(e.sum()) for e in explored) / sum(e.numel()
-                                                     for e in explored)
+    active = sum(int(e.count_nonzero()) for e in explored)
+    total = sum(e.numel() for e in explored)
+    return (active + dense_numel) / (total + dense_numel)
 
 
 def format_sparsity_table(table: dict) -> str:
@@ -64,7 +75,7 @@ def format_sparsity_table(table: dict) -> str:
         out.append(f'{name:<{width}}  {shape_s:<18}  {active:>10}  '
                    f'{numel:>10}  {active / numel:>7.4f}  {nonzero:>10}')
     numel = max(table['numel'], 1)
-    out.append(f'masks from: {table["source"]}; masked layers: {len(rows)}; '
+    out.append(f'masks from: {table["source"]}; layers: {len(rows)}; '
                f'density {table["active"] / numel:.6f} '
                f'({table["active"]}/{table["numel"]})')
     if table['explored'] == table['explored']:  # not NaN

@@ -13,7 +13,7 @@ from mmengine.optim import AmpOptimWrapper
 from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,
                         sparse_hook)
 
-from mmslak.sparse import cosine_prune_rate
+from mmslak.sparse import cosine_prune_rate, sparsity_table
 from mmslak.sparse.prune_grow import num_to_prune
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
@@ -242,6 +242,11 @@ def test_static_sparse_finetune_from_checkpoint(sparse_run, tmp_path):
     ckpt = os.path.join(work, 'iter_6.pth')
     saved = torch.load(ckpt, map_location='cpu', weights_only=True)
     masks = saved['sparsity']['masks']
+    # the summary tool reads the Runner checkpoint: scope density 0.6
+    table = sparsity_table(ckpt)
+    assert table['source'] == 'sparsity'
+    assert len(table['rows']) == len(masks) + len(saved['sparsity']['dense'])
+    assert table['active'] == round(0.6 * table['numel'])
     # random init (no pretrained weights), masks from the file, fixed
     runner = build_runner(
         tmp_path / 'a',

@@ -268,6 +268,13 @@ def test_masks_from_checkpoint_and_summary(tmp_path):
     assert table['rows'] == [('fc.weight', (6, 4), 20, 24, 20)]
     assert table['nonzero'] == 20 and table['params'] == 30
     assert table['explored'] == 1.0 and table['source'] == 'sparsity'
+    # an in-scope layer the hook left dense is listed at density 1
+    sd['head.weight'] = torch.ones(2, 3)
+    ckpt['sparsity']['dense'] = ['head.weight']
+    table = sparsity_table(ckpt)
+    assert table['rows'][-1] == ('head.weight', (2, 3), 6, 6, 6)
+    assert table['active'] == 26 and table['numel'] == 30
+    assert table['explored'] == 1.0
     text = format_sparsity_table(table)
     assert 'fc.weight' in text and '0.8333' in text
     with pytest.raises(TypeError):

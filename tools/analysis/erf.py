@@ -134,7 +134,10 @@ def main(argv=None):
         start = time.time()
 
         def progress(done, total, name=name):
-            print(f'\r{name}: {done}/{total} images', end='', flush=True)
+            if sys.stdout.isatty():  # one updating line, not one per image
+                print(f'\r{name}: {done}/{total} images', end='', flush=True)
+            elif done == total:
+                print(f'{name}: {done}/{total} images', end='')
 
         erf = compute_erf(
             backbone,

@@ -87,8 +87,9 @@ def main(argv=None):
     results = {}
     for deploy in modes[args.deploy]:
         if deploy and switch_to_deploy(model) == 0:
-            print('the model has no switch_to_deploy(); deploy form = '
-                  'training form')
+            print('the model has no switch_to_deploy(): no deploy form to '
+                  'time')
+            break
         model.to(args.device)  # fused layers are created on the CPU
         result = time_model(model, args, shape)
         name = 'deploy' if deploy else 'train-form'

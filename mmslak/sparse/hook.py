@@ -38,7 +38,10 @@ class SparseTrainingHook(Hook):
     cosine over ``runner.max_iters``. Masks, the ever-active (explored)
     masks and the schedule state are saved in ``checkpoint['sparsity']``,
     so ``--resume`` continues exactly. Decisions are taken on rank 0 and
-    broadcast, so every rank holds the same masks.
+    broadcast, so every rank holds the same masks. The weights of an
+    ``EMAHook``'s averaged model are masked too, before each validation and
+    checkpoint (masked positions then stay 0 in the average: it only
+    mixes in zeros).
 
     Args:
         density: target fraction of active weights over the scope (0.6
@@ -71,7 +74,9 @@ class SparseTrainingHook(Hook):
         log_per_layer: log the per-layer density table at each update.
     """
 
-    priority = 'NORMAL'  # before CheckpointHook and LoggerHook
+    # before EMAHook (NORMAL), so EMA weights are masked before EMAHook
+    # saves or swaps them, and before CheckpointHook and LoggerHook
+    priority = 'ABOVE_NORMAL'
 
     def __init__(self,
                  density: float = 0.6,
@@ -329,6 +334,28 @@ class SparseTrainingHook(Hook):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._mask_ema(runner)
+
+    def before_val_epoch(self, runner) -> None:
+        self._mask_ema(runner)
+
+    @torch.no_grad()
+    def _mask_ema(self, runner) -> None:
+        """Mask the averaged copies kept by EMA hooks (same names as the
+        unwrapped model, under their ``module``)."""
+        if self.masks is None:
+            return
+        for hook in runner.hooks:
+            ema = getattr(hook, 'ema_model', None)
+            if not isinstance(ema, torch.nn.Module):
+                continue
+            params = dict(getattr(ema, 'module', ema).named_parameters())
+            for name in self.masks.names():
+                param = params.get(name)
+                if param is not None and param.shape == self.masks.params[
+                        name].shape:
+                    param.data.mul_(
+                        self.masks.mask(name).to(param.device, param.dtype))
 
     @torch.no_grad()
     def update(self, runner, iteration: int) -> None:
@@ -407,6 +434,7 @@ class SparseTrainingHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.masks is not None:
+            self._mask_ema(runner)
             checkpoint['sparsity'] = self.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

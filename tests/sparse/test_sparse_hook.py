@@ -183,7 +183,7 @@ def test_gradient_accumulation_uniform(tmp_path):
         assert abs(c - 0.6 * numel) < 1
 
 
-def test_gradient_growth_large_kernel_scope(tmp_path):
+def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
     checker = Checker(0.5)
     runner = build_runner(
         tmp_path,
@@ -193,12 +193,22 @@ def test_gradient_growth_large_kernel_scope(tmp_path):
             scope='large_kernel',
             growth='gradient'),
         max_iters=6,
-        extra_hooks=[checker])
+        ckpt_interval=6,
+        extra_hooks=[checker, dict(type='EMAHook', momentum=0.5)])
     runner.train()
     hook = sparse_hook(runner)
     assert hook.num_updates == 2 and checker.iters == 6
     assert all('LoRA' in n for n in hook.masks.names())
     assert len(hook.masks) == 8
+    # EMAHook saves the averaged weights as 'state_dict' and the raw ones
+    # as 'ema_state_dict': both are sparse
+    ckpt = torch.load(
+        tmp_path / 'iter_6.pth', map_location='cpu', weights_only=True)
+    masks = ckpt['sparsity']['masks']
+    for name, mask in masks.items():
+        ema = ckpt['ema_state_dict']['module.' + name]
+        assert (ema[~mask] == 0).all() and (ema[mask] != 0).any(), name
+        assert (ckpt['state_dict'][name][~mask] == 0).all(), name
 
 
 @pytest.fixture(scope='module')

@@ -74,9 +74,10 @@ class SparseTrainingHook(Hook):
         log_per_layer: log the per-layer density table at each update.
     """
 
-    # before EMAHook (NORMAL), so EMA weights are masked before EMAHook
-    # saves or swaps them, and before CheckpointHook and LoggerHook
-    priority = 'ABOVE_NORMAL'
+    # 35: before EMAHook (NORMAL, or ABOVE_NORMAL = 40 in our configs), so
+    # EMA weights are masked before EMAHook saves or swaps them; before
+    # CheckpointHook and LoggerHook too
+    priority = 35
 
     def __init__(self,
                  density: float = 0.6,

@@ -25,7 +25,7 @@ class Checker(Hook):
     density (to one weight); at each update pruned == regrown == the
     scheduled count and the pruned weights were the smallest."""
 
-    priority = 'LOW'  # after SparseTrainingHook (NORMAL)
+    priority = 'LOW'  # after SparseTrainingHook (35)
 
     def __init__(self, density, p0=0.5, snapshot=None):
         self.density = density
@@ -194,7 +194,10 @@ def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
             growth='gradient'),
         max_iters=6,
         ckpt_interval=6,
-        extra_hooks=[checker, dict(type='EMAHook', momentum=0.5)])
+        extra_hooks=[
+            checker,
+            dict(type='EMAHook', momentum=0.5, priority='ABOVE_NORMAL')
+        ])
     runner.train()
     hook = sparse_hook(runner)
     assert hook.num_updates == 2 and checker.iters == 6

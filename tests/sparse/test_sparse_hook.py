@@ -214,6 +214,23 @@ def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
         assert (ckpt['state_dict'][name][~mask] == 0).all(), name
 
 
+def test_epoch_based_runner_schedule(tmp_path):
+    """The cosine runs over runner.max_iters also for epoch-based loops."""
+    checker = Checker(0.6)
+    runner = build_runner(
+        tmp_path,
+        _hook(init='erk', update_interval=3),
+        max_epochs=2,
+        batch_size=16,  # 64 images: 4 iterations per epoch
+        extra_hooks=[checker])
+    runner.train()
+    hook = sparse_hook(runner)
+    assert runner.max_iters == 8 and checker.iters == 8
+    assert hook.num_updates == 2  # after iterations 3 and 6
+    assert hook.current_prune_rate == pytest.approx(
+        cosine_prune_rate(6, 8, 0.5))
+
+
 @pytest.fixture(scope='module')
 def sparse_run(tmp_path_factory):
     """12 uninterrupted iterations, checkpoint at 6 (updates every 2)."""

@@ -73,7 +73,9 @@ def build_runner(work_dir,
                  load_from=None,
                  launcher='none',
                  name='tiny',
-                 seed=0):
+                 seed=0,
+                 batch_size=4,
+                 max_epochs=None):
     from mmengine.runner import Runner
     hooks = ([hook] if hook is not None else []) + list(extra_hooks)
     if optim_wrapper is None:
@@ -93,10 +95,11 @@ def build_runner(work_dir,
             dataset=RandomImages(),
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='default_collate'),
-            batch_size=4,
+            batch_size=batch_size,
             num_workers=0),
         optim_wrapper=optim_wrapper,
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters)
+        if max_epochs is None else dict(by_epoch=True, max_epochs=max_epochs),
         custom_hooks=hooks,
         default_hooks=dict(
             checkpoint=dict(

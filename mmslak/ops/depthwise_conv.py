@@ -47,8 +47,26 @@ class Plan(NamedTuple):
     weight_grad: str = 'nchw'
 
 
+def _plan_from_env() -> Optional[Plan]:
+    # MMSLAK_DWCONV_PLAN=forward,input_grad,weight_grad forces one plan
+    # everywhere (for benchmarking a strategy across a whole model).
+    text = os.environ.get('MMSLAK_DWCONV_PLAN')
+    if not text:
+        return None
+    parts = text.split(',')
+    if len(parts) != 3 or any(p not in _PASS_STRATEGIES for p in parts):
+        raise ValueError(f'MMSLAK_DWCONV_PLAN must be three of '
+                         f'{list(_PASS_STRATEGIES)} joined by commas, got '
+                         f'{text!r}')
+    return Plan(*parts)
+
+
 _state = dict(
-    mode=os.environ.get('MMSLAK_DWCONV_DISPATCH', 'heuristic'), forced=None)
+    mode=os.environ.get('MMSLAK_DWCONV_DISPATCH', 'heuristic'),
+    forced=_plan_from_env())
+if _state['mode'] not in _MODES:
+    raise ValueError(f'MMSLAK_DWCONV_DISPATCH must be one of {list(_MODES)}'
+                     f', got {_state["mode"]!r}')
 _tuned: Dict[tuple, Plan] = {}
 
 
@@ -73,7 +91,8 @@ def get_dispatch() -> str:
 @contextlib.contextmanager
 def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
     """Temporarily set the dispatch mode, or force one :class:`Plan` for
-    every call (used by tests and benchmarks)."""
+    every call (used by tests and benchmarks). ``dispatch()`` changes
+    nothing."""
     if plan is not None:
         bad = [s for s in plan if s not in _PASS_STRATEGIES]
         if bad:
@@ -83,7 +102,9 @@ def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
     try:
         if mode is not None:
             set_dispatch(mode)
-        _state['forced'] = plan
+            _state['forced'] = plan  # a mode switch drops a forced plan
+        elif plan is not None:
+            _state['forced'] = plan
         yield
     finally:
         _state.update(old)

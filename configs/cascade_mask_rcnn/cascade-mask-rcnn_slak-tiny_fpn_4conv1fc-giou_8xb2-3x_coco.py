@@ -39,3 +39,15 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Sparse fine-tuning as the reference: the backbone keeps the zero pattern
+# of its (sparse) ImageNet weights, loaded by init_cfg before training;
+# necks and heads stay dense.
+custom_hooks = [
+    dict(
+        type='SparseTrainingHook',
+        init='checkpoint',
+        dynamic=False,
+        scope='all',
+        exclude=[r'^(?!backbone\.)'])
+]

@@ -68,6 +68,9 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+# no ImageNet weights here: training from scratch needs a larger lr than
+# the fine-tuning lr of the real config
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=20),
     dict(
@@ -81,3 +84,8 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+
+# no validation during the short run: tools/test.py evaluates afterwards
+val_dataloader = None
+val_evaluator = None
+val_cfg = None

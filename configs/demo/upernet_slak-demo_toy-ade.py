@@ -51,6 +51,9 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# no ImageNet weights here: training from scratch needs a larger lr than
+# the fine-tuning lr of the real config
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=20),
     dict(
@@ -66,3 +69,8 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=iters, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
+
+# no validation during the short run: tools/test.py evaluates afterwards
+val_dataloader = None
+val_evaluator = None
+val_cfg = None

@@ -89,3 +89,15 @@ optim_wrapper = dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 default_hooks = dict(checkpoint=dict(interval=3, max_keep_ckpts=3))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Sparse fine-tuning as the reference: the backbone keeps the zero pattern
+# of its (sparse) ImageNet weights, loaded by init_cfg before training;
+# necks and heads stay dense.
+custom_hooks = [
+    dict(
+        type='SparseTrainingHook',
+        init='checkpoint',
+        dynamic=False,
+        scope='all',
+        exclude=[r'^(?!backbone\.)'])
+]

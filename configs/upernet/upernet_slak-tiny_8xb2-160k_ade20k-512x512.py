@@ -41,3 +41,15 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Sparse fine-tuning as the reference: the backbone keeps the zero pattern
+# of its (sparse) ImageNet weights, loaded by init_cfg before training;
+# necks and heads stay dense.
+custom_hooks = [
+    dict(
+        type='SparseTrainingHook',
+        init='checkpoint',
+        dynamic=False,
+        scope='all',
+        exclude=[r'^(?!backbone\.)'])
+]

@@ -1,10 +1,10 @@
 """Write small, deterministic toy datasets in the real on-disk formats.
 
 Each image is a crop of one of scikit-image's bundled photographs (offline)
-with a few filled shapes drawn on it. The shape decides the class, so a
-short training run can beat chance:
+with a few filled shapes drawn on it. Shape and (jittered) colour decide the
+class, so a short training run can beat chance:
 
-    circle -> 'person', square -> 'car', triangle -> 'chair'
+    red circle -> 'person', green square -> 'car', blue triangle -> 'chair'
 
 (names that exist in ADE20K, PASCAL VOC and COCO alike). Layouts::
 
@@ -32,6 +32,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 SHAPES = ('circle', 'square', 'triangle')
+# each class has its own hue (jittered) as well as its own shape
+COLOURS = {
+    'circle': (220, 40, 40),
+    'square': (40, 200, 60),
+    'triangle': (50, 80, 230)
+}
 SHAPE_NAMES = {'circle': 'person', 'square': 'car', 'triangle': 'chair'}
 # ADE20K ids in the PNGs (1-based; 0 is "other" and ignored by
 # reduce_zero_label): wall 1, person 13, chair 20, car 21.
@@ -116,7 +122,10 @@ class ToyImages:
                     break
             else:
                 continue
-            colour = tuple(int(c) for c in self.rng.integers(0, 256, 3))
+            jitter = self.rng.integers(-30, 31, 3)
+            colour = tuple(
+                int(c)
+                for c in np.clip(np.array(COLOURS[shape]) + jitter, 0, 255))
             draw.polygon(poly, fill=colour, outline=(0, 0, 0))
             occupied |= grown
             objects.append(dict(shape=shape, polygon=poly, mask=mask))

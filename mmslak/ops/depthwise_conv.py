@@ -215,26 +215,34 @@ def _shape_key(x: torch.Tensor, weight: torch.Tensor) -> tuple:
     return (x.device.type, x.dtype, tuple(x.shape), tuple(weight.shape))
 
 
-def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Plan:
-    """The default plan, from measurements on the CPU (2 threads) and a GPU.
+def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
+    """The default plan; ``None`` means plain ``F.conv2d`` (native autograd,
+    in the layout the input comes in).
 
-    CPU: the direct forward and input gradient run best channels_last once
-    the kernel has more than 7 taps along an axis (NCHW runs large kernels
-    ~5-25x slower); the weight gradient goes through the FFT once the
-    kernel has >= 100 taps (oneDNN's large depthwise weight gradient runs at
-    a few percent of peak). Small kernels keep the native NCHW path.
+    From measurements on the CPU (2 threads, SLaK-T shapes, see the README):
 
-    CUDA: direct (cuDNN / PyTorch's depthwise kernels) in NCHW for every
-    pass unless measured otherwise; see ``tools/analysis/benchmark.py``.
+    * kernels with at most 7 taps per axis: native; oneDNN handles them well
+      in either layout, and a layout change would cost more than it saves;
+    * larger kernels, forward and input gradient: direct convolution
+      channels_last (NCHW runs wide kernels up to 25x slower);
+    * weight gradient: FFT once the kernel has >= 100 taps on a map of
+      >= 64 pixels (oneDNN's large depthwise weight gradient runs at a few
+      percent of peak, 2-10x slower than the FFT); otherwise direct,
+      channels_last on maps of >= 28x28 and NCHW on smaller ones, where
+      oneDNN's channels_last weight gradient is ~2x slower.
+
+    CUDA: native (cuDNN / PyTorch's depthwise kernels); the FFT and layout
+    alternatives can be selected per shape with ``set_dispatch('tune')``.
     """
     kh, kw = weight.shape[-2:]
     h, w = x.shape[-2:]
-    if x.device.type == 'cpu':
-        large = max(kh, kw) > 7
-        direct = 'cl' if large else 'nchw'
-        wgrad = 'fft' if kh * kw >= 100 and h * w >= 64 else direct
-        return Plan(direct, direct, wgrad)
-    return Plan('nchw', 'nchw', 'nchw')
+    if x.device.type != 'cpu' or max(kh, kw) <= 7:
+        return None
+    if kh * kw >= 100 and h * w >= 64:
+        wgrad = 'fft'
+    else:
+        wgrad = 'cl' if h * w >= 28 * 28 else 'nchw'
+    return Plan('cl', 'cl', wgrad)
 
 
 def _time(fn, reps: int = 3) -> float:
@@ -265,7 +273,7 @@ def tune_plan(x: torch.Tensor,
     best = {}
     for pass_idx, name in enumerate(Plan._fields):
         if pass_idx > 0 and not with_grad:
-            best[name] = heuristic_plan(x, weight)[pass_idx]
+            best[name] = 'nchw'  # never run
             continue
         timings = {}
         for strategy in _PASS_STRATEGIES:
@@ -291,9 +299,9 @@ def tune_plan(x: torch.Tensor,
     return plan
 
 
-def plan_for(x: torch.Tensor, weight: torch.Tensor) -> Plan:
+def plan_for(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     """The plan :func:`depthwise_conv2d` uses for these inputs (after the
-    kernel crop)."""
+    kernel crop); ``None`` for plain ``F.conv2d``."""
     if _state['forced'] is not None:
         return _state['forced']
     if _state['mode'] == 'tune':
@@ -356,7 +364,7 @@ def depthwise_conv2d(x: torch.Tensor,
         r0, c0 = (kh - ch) // 2, (kw - cw) // 2
         weight = weight[:, :, r0:r0 + ch, c0:c0 + cw]
     plan = plan_for(x, weight)
-    if plan == Plan():
+    if plan is None:
         # All passes native: let autograd run aten's own backward.
         return F.conv2d(
             x, weight, bias, padding=(ch // 2, cw // 2), groups=x.shape[1])

@@ -169,12 +169,19 @@ def test_reference_mode_is_plain_conv2d():
     assert torch.equal(y, reference(x, w))
 
 
-def test_heuristic_keeps_native_path_for_small_kernels():
+def test_heuristic_plans():
     x = torch.randn(2, 8, 56, 56)
-    assert heuristic_plan(x, torch.randn(8, 1, 5, 5)) == Plan()
-    assert heuristic_plan(x, torch.randn(8, 1, 3, 3)) == Plan()
-    big = heuristic_plan(x, torch.randn(8, 1, 51, 5))
-    assert big.forward == 'cl' and big.weight_grad == 'fft'
+    # Small kernels keep the native path (the computation it replaced).
+    assert heuristic_plan(x, torch.randn(8, 1, 5, 5)) is None
+    assert heuristic_plan(x, torch.randn(8, 1, 3, 3)) is None
+    assert heuristic_plan(x, torch.randn(8, 1, 51,
+                                         5)) == Plan('cl', 'cl', 'fft')
+    small_map = torch.randn(2, 8, 7, 7)
+    assert heuristic_plan(small_map,
+                          torch.randn(8, 1, 13,
+                                      5)) == Plan('cl', 'cl', 'nchw')
+    if torch.cuda.is_available():
+        assert heuristic_plan(x.cuda(), torch.randn(8, 1, 51, 5)) is None
 
 
 def test_tune_mode_caches_a_valid_plan():

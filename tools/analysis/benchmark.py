@@ -118,6 +118,8 @@ class Runner:
         self.amp = amp
         self.mode = 'reference' if name == 'slak_reference' else None
         self.channels_last = name == 'convnext_cl'
+        if name == 'slak_deploy':
+            self.model.switch_to_deploy()
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -162,9 +164,11 @@ def time_round_robin(fns: dict, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-MODEL_NAMES = ('slak', 'slak_reference', 'convnext', 'convnext_cl')
+MODEL_NAMES = ('slak', 'slak_deploy', 'slak_reference', 'convnext',
+               'convnext_cl')
 LABELS = {
     'slak': 'SLaK-T (mmslak)',
+    'slak_deploy': 'SLaK-T (mmslak, switch_to_deploy)',
     'slak_reference': 'SLaK-T (reference: NCHW F.conv2d)',
     'convnext': 'ConvNeXt-T (mmpretrain, NCHW)',
     'convnext_cl': 'ConvNeXt-T (channels_last)',
@@ -176,18 +180,23 @@ def bench_models(args, results):
     for bs, size in zip(args.batch_sizes, args.sizes):
         x = torch.randn(bs, 3, size, size, device=args.device)
         for kind in ('inference', 'train_step'):
+            names = [
+                n for n in MODEL_NAMES
+                if kind == 'inference' or n != 'slak_deploy'
+            ]
             fns = {
-                n: (lambda r=r: r.infer(x)) if kind == 'inference' else
-                (lambda r=r: r.train_step(x))
-                for n, r in runners.items()
+                n:
+                (lambda r=runners[n]: r.infer(x)) if kind == 'inference' else
+                (lambda r=runners[n]: r.train_step(x))
+                for n in names
             }
             med = time_round_robin(fns, args.repeats)
             key = f'{kind}@{bs}x{size}'
-            results[key] = {n: med[n] for n in MODEL_NAMES}
+            results[key] = med
             base = med['convnext']
             print(f'\n{kind}, batch {bs} x {size} (median of {args.repeats};'
                   ' ratio = time / ConvNeXt-T NCHW time)')
-            for n in MODEL_NAMES:
+            for n in names:
                 print(f'  {LABELS[n]:<36} {med[n] / bs * 1e3:9.1f} ms/img '
                       f'{med[n] / base:6.2f}x')
             print(f'  SLaK-T speed-up over the reference way: '

@@ -298,8 +298,7 @@ class SLaK(BaseBackbone):
                 if self.gap_before_final_norm:
                     outs.append(norm(x.mean(dim=(-2, -1))))
                 else:
-                    outs.append(
-                        norm(x).contiguous(memory_format=in_format))
+                    outs.append(norm(x).contiguous(memory_format=in_format))
         return tuple(outs)
 
     # ----------------------------------------------------- train-time state

@@ -122,12 +122,17 @@ def _layout(x: torch.Tensor, strategy: str) -> torch.Tensor:
     return x.contiguous()
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` if ``x`` is (only) channels_last."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _like(y: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """``y`` in the memory format of ``ref`` (channels_last or not)."""
-    if ref.is_contiguous(memory_format=torch.channels_last) and not \
-            ref.is_contiguous():
-        return y.contiguous(memory_format=torch.channels_last)
-    return y.contiguous()
+    return y.contiguous(memory_format=memory_format_of(ref))
 
 
 def _pad(weight: torch.Tensor) -> Tuple[int, int]:
@@ -219,30 +224,34 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     """The default plan; ``None`` means plain ``F.conv2d`` (native autograd,
     in the layout the input comes in).
 
-    From measurements on the CPU (2 threads, SLaK-T shapes, see the README):
+    From measurements on the CPU (SLaK-T shapes, ``benchmark.py``'s op
+    table, see the README):
 
-    * kernels with at most 7 taps per axis: native; oneDNN handles them well
-      in either layout, and a layout change would cost more than it saves;
-    * larger kernels, forward and input gradient: direct convolution
-      channels_last (NCHW runs wide kernels up to 25x slower);
-    * weight gradient: FFT once the kernel has >= 100 taps on a map of
-      >= 64 pixels (oneDNN's large depthwise weight gradient runs at a few
-      percent of peak, 2-10x slower than the FFT); otherwise direct,
-      channels_last on maps of >= 28x28 and NCHW on smaller ones, where
-      oneDNN's channels_last weight gradient is ~2x slower.
+    * kernels with >= 100 taps on maps of >= 64 pixels (every SLaK-T strip
+      up to stage 3): direct forward and input gradient channels_last (NCHW
+      runs wide kernels up to 25x slower), weight gradient by FFT (oneDNN's
+      large depthwise weight gradient runs at a few percent of peak, 2-10x
+      slower than the FFT);
+    * other kernels on maps under 28x28 (stage 4's 13x5, 5x13, 5x5):
+      everything NCHW, converting a channels_last input, since oneDNN's
+      channels_last depthwise weight gradient is ~2x slower there;
+    * other kernels on larger maps: the native path for kernels up to 7
+      taps per axis, else direct channels_last for every pass.
 
     CUDA: native (cuDNN / PyTorch's depthwise kernels); the FFT and layout
     alternatives can be selected per shape with ``set_dispatch('tune')``.
     """
     kh, kw = weight.shape[-2:]
     h, w = x.shape[-2:]
-    if x.device.type != 'cpu' or max(kh, kw) <= 7:
+    if x.device.type != 'cpu':
         return None
     if kh * kw >= 100 and h * w >= 64:
-        wgrad = 'fft'
-    else:
-        wgrad = 'cl' if h * w >= 28 * 28 else 'nchw'
-    return Plan('cl', 'cl', wgrad)
+        return Plan('cl', 'cl', 'fft')
+    if h * w < 28 * 28:
+        return Plan(
+            'nchw', 'nchw',
+            'nchw') if memory_format_of(x) == torch.channels_last else None
+    return None if max(kh, kw) <= 7 else Plan('cl', 'cl', 'cl')
 
 
 def _time(fn, reps: int = 3) -> float:

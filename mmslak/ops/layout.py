@@ -3,7 +3,7 @@ import os
 
 import torch
 
-from .depthwise_conv import get_dispatch
+from .depthwise_conv import get_dispatch, memory_format_of  # noqa: F401
 
 # Measured with tools/analysis/benchmark.py: on the CPU the large depthwise
 # kernels run several times faster channels_last (and so does the rest of the
@@ -28,11 +28,3 @@ def preferred_memory_format(x: torch.Tensor) -> torch.memory_format:
     else:
         use = _PREFERRED.get(x.device.type, False)
     return torch.channels_last if use else torch.contiguous_format
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """``torch.channels_last`` if ``x`` is (only) channels_last."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format

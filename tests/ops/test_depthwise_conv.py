@@ -176,10 +176,13 @@ def test_heuristic_plans():
     assert heuristic_plan(x, torch.randn(8, 1, 3, 3)) is None
     assert heuristic_plan(x, torch.randn(8, 1, 51,
                                          5)) == Plan('cl', 'cl', 'fft')
+    k13 = torch.randn(8, 1, 13, 5)
     small_map = torch.randn(2, 8, 7, 7)
-    assert heuristic_plan(small_map,
-                          torch.randn(8, 1, 13,
-                                      5)) == Plan('cl', 'cl', 'nchw')
+    assert heuristic_plan(small_map, k13) is None
+    small_map = small_map.contiguous(memory_format=torch.channels_last)
+    assert heuristic_plan(small_map, k13) == Plan('nchw', 'nchw', 'nchw')
+    assert heuristic_plan(x, torch.randn(8, 1, 13,
+                                         3)) == Plan('cl', 'cl', 'cl')
     if torch.cuda.is_available():
         assert heuristic_plan(x.cuda(), torch.randn(8, 1, 51, 5)) is None
 

@@ -8,7 +8,7 @@ _base_ = [
     'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-1x_coco.py'
 ]
 data_root = '{{$MMSLAK_TOY_DATA:data/toy}}/coco/'
-max_epochs = 8
+max_epochs = 6
 width = 64
 
 
@@ -140,7 +140,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[6, 7],
+        milestones=[4, 5],
         gamma=0.1),
 ]
 default_hooks = dict(
@@ -151,3 +151,4 @@ default_hooks = dict(
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
+randomness = dict(seed=0)  # reproducible toy runs

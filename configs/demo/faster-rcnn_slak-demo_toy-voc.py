@@ -89,3 +89,4 @@ default_hooks = dict(
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
+randomness = dict(seed=0)  # reproducible toy runs

@@ -53,7 +53,7 @@ test_dataloader = val_dataloader
 
 # no ImageNet weights here: training from scratch needs a larger lr than
 # the fine-tuning lr of the real config
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=3e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=20),
     dict(
@@ -74,3 +74,4 @@ env_cfg = dict(cudnn_benchmark=False)
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
+randomness = dict(seed=0)  # reproducible toy runs

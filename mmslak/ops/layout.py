@@ -1,5 +1,6 @@
 """The memory format the SLaK backbone runs in."""
 import os
+from typing import Optional
 
 import torch
 
@@ -12,8 +13,17 @@ from .depthwise_conv import get_dispatch, memory_format_of  # noqa: F401
 _PREFERRED = {'cpu': True, 'cuda': True}
 
 
-def preferred_memory_format(x: torch.Tensor) -> torch.memory_format:
+def preferred_memory_format(x: torch.Tensor,
+                            kernel_size: Optional[int] = None
+                            ) -> torch.memory_format:
     """``torch.channels_last`` where the backbone runs faster that way.
+
+    Args:
+        x: the feature map a stage will run on.
+        kernel_size: that stage's large kernel size, if known. On the CPU a
+            stage whose kernels are at most 13 on a map under 28x28 (SLaK's
+            last stage) runs NCHW: oneDNN's channels_last depthwise weight
+            gradient is ~2x slower there, and such kernels are as fast NCHW.
 
     ``MMSLAK_CHANNELS_LAST=0`` / ``1`` overrides the choice; the
     ``'reference'`` dispatch mode runs NCHW like the reference code.
@@ -27,4 +37,7 @@ def preferred_memory_format(x: torch.Tensor) -> torch.memory_format:
         use = False
     else:
         use = _PREFERRED.get(x.device.type, False)
+        if use and x.device.type == 'cpu' and kernel_size is not None and \
+                kernel_size <= 13 and x.shape[-2] * x.shape[-1] < 28 * 28:
+            use = False
     return torch.channels_last if use else torch.contiguous_format

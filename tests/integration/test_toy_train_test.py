@@ -83,19 +83,20 @@ def test_segmentation_upernet(toy_root, tmp_path):
                               str(tmp_path / 'seg'), toy_root)
     chance = background_only_miou(toy_root)
     assert 15 < chance < 35
-    assert metrics['mIoU'] > chance + 10, (metrics, chance)
+    assert metrics['mIoU'] > chance + 20, (metrics, chance)
 
 
 def test_detection_faster_rcnn_voc(toy_root, tmp_path):
     metrics = train_then_test('configs/demo/faster-rcnn_slak-demo_toy-voc.py',
                               str(tmp_path / 'voc'), toy_root)
     # random boxes score ~0 mAP@0.5 on these objects
-    assert metrics['pascal_voc/mAP'] > 0.1, metrics
+    assert metrics['pascal_voc/mAP'] > 0.5, metrics
 
 
 def test_instance_seg_cascade_mask_rcnn_coco(toy_root, tmp_path):
     metrics = train_then_test(
         'configs/demo/cascade-mask-rcnn_slak-demo_toy-coco.py',
         str(tmp_path / 'coco'), toy_root)
-    assert metrics['coco/bbox_mAP_50'] > 0.05, metrics
-    assert metrics['coco/segm_mAP_50'] > 0.05, metrics
+    # chance (random boxes / masks) is ~0
+    assert metrics['coco/bbox_mAP_50'] > 0.15, metrics
+    assert metrics['coco/segm_mAP_50'] > 0.15, metrics

@@ -1,7 +1,8 @@
 # SLaK-B fine-tuned at 384px for 30 epochs from the 224px model (paper: 85.5
-# top-1). The paper gives no fine-tuning recipe; this is ConvNeXt's
-# (lr 5e-5 at total batch 512, wd 1e-8, layer-wise lr decay 0.8, no warm-up,
-# drop path 0.8, EMA), keeping the sparsity schedule of the pre-training.
+# top-1). The paper gives no fine-tuning recipe; this is ConvNeXt's (lr
+# 5e-5 per 512 images, i.e. 1e-4 at this file's 1024, wd 1e-8, layer-wise
+# lr decay 0.8, no warm-up, drop path 0.8, EMA). Sparse fine-tuning: the masks of the 224px model
+# (its checkpoint's `sparsity` entry, else its zeros) are kept fixed.
 _base_ = ['./slak-base_32xb128_in1k.py']
 
 model = dict(backbone=dict(drop_path_rate=0.8))
@@ -48,7 +49,7 @@ val_dataloader = dict(batch_size=32, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    optimizer=dict(lr=5e-5, weight_decay=1e-8),
+    optimizer=dict(lr=1e-4, weight_decay=1e-8),
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         _delete_=True, decay_rate=0.8, decay_type='layer_wise', num_layers=12))
@@ -60,3 +61,8 @@ train_cfg = dict(max_epochs=30)
 
 # base_batch_size = (32 GPUs) x (32 samples per GPU)
 auto_scale_lr = dict(base_batch_size=1024)
+
+custom_hooks = [
+    dict(type='SparseTrainingHook', init='checkpoint', dynamic=False),
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+]

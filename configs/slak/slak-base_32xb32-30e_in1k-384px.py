@@ -1,8 +1,9 @@
 # SLaK-B fine-tuned at 384px for 30 epochs from the 224px model (paper: 85.5
 # top-1). The paper gives no fine-tuning recipe; this is ConvNeXt's (lr
 # 5e-5 per 512 images, i.e. 1e-4 at this file's 1024, wd 1e-8, layer-wise
-# lr decay 0.8, no warm-up, drop path 0.8, EMA). Sparse fine-tuning: the masks of the 224px model
-# (its checkpoint's `sparsity` entry, else its zeros) are kept fixed.
+# lr decay 0.8, no warm-up, drop path 0.8, EMA). Sparse fine-tuning: the
+# masks of the 224px model (its checkpoint's `sparsity` entry, else its
+# zeros) are kept fixed.
 _base_ = ['./slak-base_32xb128_in1k.py']
 
 model = dict(backbone=dict(drop_path_rate=0.8))

@@ -1,5 +1,6 @@
 # Kernel-size study: SLaK-T, 120 epochs, stage kernels 61, 59, 57, 13
-# (paper: 81.5 top-1, 31M params, 5.2G FLOPs). Same recipe as the 300-epoch model, shorter.
+# (paper: 81.5 top-1, 31M params, 5.2G FLOPs).
+# Same recipe as the 300-epoch model, shorter.
 _base_ = ['./slak-tiny_32xb128_in1k.py']
 
 model = dict(backbone=dict(kernel_sizes=(61, 59, 57, 13)))

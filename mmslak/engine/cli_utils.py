@@ -71,6 +71,9 @@ def enable_visualization(cfg: Config, family: str, show: bool, show_dir,
         hook['draw'] = True
         if show_dir and family == 'mmseg':
             cfg.visualizer['save_dir'] = show_dir
+            # mmseg's hook draws every 50th batch only (none on a small
+            # test set); --show-dir means every test image, as in mmdet
+            hook['interval'] = 1
         elif show_dir:
             hook['test_out_dir'] = show_dir
     if show:

@@ -56,6 +56,7 @@ def test_visualization(family):
     assert hook.show and hook.wait_time == 0.5
     if family == 'mmseg':
         assert hook.draw and cfg.visualizer.save_dir == '/tmp/vis'
+        assert hook.interval == 1
     elif family == 'mmdet':
         assert hook.draw and hook.test_out_dir == '/tmp/vis'
     else:

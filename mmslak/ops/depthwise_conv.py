@@ -232,11 +232,13 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
       runs wide kernels up to 25x slower), weight gradient by FFT (oneDNN's
       large depthwise weight gradient runs at a few percent of peak, 2-10x
       slower than the FFT);
-    * other kernels on maps under 28x28 (stage 4's 13x5, 5x13, 5x5):
-      everything NCHW, converting a channels_last input, since oneDNN's
-      channels_last depthwise weight gradient is ~2x slower there;
-    * other kernels on larger maps: the native path for kernels up to 7
-      taps per axis, else direct channels_last for every pass.
+    * kernels of at most 7 taps per axis (the 5x5 branch): native; a layout
+      change costs more than it could save;
+    * other kernels (stage 4's 13x5 and 5x13): native for an NCHW input
+      on maps under 28x28 (the backbone runs that stage NCHW, see
+      :func:`preferred_memory_format`); for a channels_last input direct
+      channels_last, with an NCHW weight gradient on maps under 28x28,
+      where oneDNN's channels_last depthwise weight gradient is ~2x slower.
 
     CUDA: native (cuDNN / PyTorch's depthwise kernels); the FFT and layout
     alternatives can be selected per shape with ``set_dispatch('tune')``.
@@ -247,11 +249,12 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
         return None
     if kh * kw >= 100 and h * w >= 64:
         return Plan('cl', 'cl', 'fft')
-    if h * w < 28 * 28:
-        return Plan(
-            'nchw', 'nchw',
-            'nchw') if memory_format_of(x) == torch.channels_last else None
-    return None if max(kh, kw) <= 7 else Plan('cl', 'cl', 'cl')
+    if max(kh, kw) <= 7:
+        return None
+    small_map = h * w < 28 * 28
+    if small_map and memory_format_of(x) != torch.channels_last:
+        return None
+    return Plan('cl', 'cl', 'nchw' if small_map else 'cl')
 
 
 def _time(fn, reps: int = 3) -> float:

@@ -180,7 +180,8 @@ def test_heuristic_plans():
     small_map = torch.randn(2, 8, 7, 7)
     assert heuristic_plan(small_map, k13) is None
     small_map = small_map.contiguous(memory_format=torch.channels_last)
-    assert heuristic_plan(small_map, k13) == Plan('nchw', 'nchw', 'nchw')
+    assert heuristic_plan(small_map, k13) == Plan('cl', 'cl', 'nchw')
+    assert heuristic_plan(small_map, torch.randn(8, 1, 5, 5)) is None
     assert heuristic_plan(x, torch.randn(8, 1, 13,
                                          3)) == Plan('cl', 'cl', 'cl')
     if torch.cuda.is_available():

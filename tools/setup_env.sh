@@ -22,6 +22,8 @@ CACHE="${MMSLAK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmslak}"
 VENV="${MMSLAK_VENV:-$CACHE/venv-py${PY_MINOR/./}-torch${TORCH_VERSION}-mmcv${MMCV_VERSION}}"
 PYTHON_BIN="${PYTHON:-python${PY_MINOR}}"
 
+# Everything goes to stderr; the only stdout line is the venv's python (fd 3).
+exec 3>&1 1>&2
 step() { echo "[setup_env] $*" >&2; }
 fail() { echo "[setup_env] FAILED at step: $1" >&2; shift; echo "[setup_env] reason: $*" >&2; exit 1; }
 
@@ -30,7 +32,7 @@ STAMP_KEY="$(cat "$REPO_ROOT/tools/setup_env.sh" "$REPO_ROOT/requirements/"*.txt
 STAMP="$VENV/.mmslak-stamp"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_KEY" && -x "$VENV/bin/python" ]]; then
     step "environment up to date: $VENV"
-    echo "$VENV/bin/python"
+    echo "$VENV/bin/python" >&3
     exit 0
 fi
 
@@ -113,4 +115,4 @@ PYEOF
 
 echo "$STAMP_KEY" > "$STAMP"
 step "environment ready: $VENV"
-echo "$PY"
+echo "$PY" >&3

@@ -292,8 +292,8 @@ class SLaK(BaseBackbone):
         outs = []
         for i in range(self.num_stages):
             x = self.downsample_layers[i](x)
-            x = x.contiguous(memory_format=preferred_memory_format(
-                x, self.kernel_sizes[i]))
+            x = x.contiguous(
+                memory_format=preferred_memory_format(x, self.kernel_sizes[i]))
             x = self.stages[i](x)
             if i in self.out_indices:
                 norm = getattr(self, self.norm_name(i))

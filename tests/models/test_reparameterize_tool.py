@@ -2,6 +2,7 @@ import importlib.util
 import os.path as osp
 
 import torch
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint, save_checkpoint
 from mmpretrain.registry import MODELS
@@ -30,47 +31,32 @@ def _load_tool():
     return module
 
 
+def _build(cfg_file, **backbone_overrides):
+    cfg = Config.fromfile(str(cfg_file))
+    cfg.model.backbone.update(backbone_overrides)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg.model)
+
+
 def test_reparameterize_tool_roundtrip(tmp_path):
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(CONFIG)
     tool = _load_tool()
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(
-            dict(
-                type='ImageClassifier',
-                backbone=dict(
-                    type='SLaK',
-                    arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 16, 24]),
-                    width_factor=1.0,
-                    kernel_sizes=(11, 9, 7, 5),
-                    small_kernel=3),
-                head=dict(type='LinearClsHead', num_classes=5,
-                          in_channels=24)))
-        model.init_weights()
-        model.train()
-        with torch.no_grad():
-            model(torch.randn(4, 3, 64, 64), mode='tensor')  # BN stats
-        model.eval()
-        x = torch.randn(2, 3, 64, 64)
-        with torch.no_grad():
-            expected = model(x, mode='tensor')
-        src = tmp_path / 'train.pth'
-        save_checkpoint({'state_dict': model.state_dict()}, str(src))
-        out = tmp_path / 'deploy.pth'
-        assert tool.main([str(cfg_file), str(src), str(out)]) == 0
+    model = _build(cfg_file)
+    model.init_weights()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 64, 64), mode='tensor')  # BN stats
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x, mode='tensor')
+    src = tmp_path / 'train.pth'
+    save_checkpoint({'state_dict': model.state_dict()}, str(src))
+    out = tmp_path / 'deploy.pth'
+    assert tool.main([str(cfg_file), str(src), str(out)]) == 0
 
-        deployed = MODELS.build(
-            dict(
-                type='ImageClassifier',
-                backbone=dict(
-                    type='SLaK',
-                    arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 16, 24]),
-                    width_factor=1.0,
-                    kernel_sizes=(11, 9, 7, 5),
-                    small_kernel=3,
-                    deploy=True),
-                head=dict(type='LinearClsHead', num_classes=5,
-                          in_channels=24)))
+    deployed = _build(cfg_file, deploy=True)
     ckpt = load_checkpoint(deployed, str(out), strict=True)
     assert ckpt['meta']['deploy'] is True
     assert not any('small_conv' in k for k in ckpt['state_dict'])

@@ -88,6 +88,20 @@ def _finish(converted: dict,
     return 0
 
 
+def _classifier_from_args(args, state_dict: dict, head_key: str):
+    """The SLaK classifier described by --arch/--kernel-sizes/--width-factor;
+    its class count is --num-classes, else the checkpoint's ``head_key``
+    rows, else 1000 (no head with --backbone-only)."""
+    num_classes = args.num_classes
+    if num_classes is None and head_key in state_dict:
+        num_classes = state_dict[head_key].shape[0]
+    return build_slak_classifier(
+        args.arch,
+        args.kernel_sizes,
+        args.width_factor,
+        num_classes=None if args.backbone_only else num_classes or 1000)
+
+
 def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description='Reference SLaK ImageNet checkpoint -> mmpretrain '
@@ -114,15 +128,7 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
         if args.config:
             target = build_model_from_config(args.config)
         else:
-            num_classes = args.num_classes
-            if num_classes is None and 'head.fc.weight' in state_dict:
-                num_classes = state_dict['head.fc.weight'].shape[0]
-            target = build_slak_classifier(
-                args.arch,
-                args.kernel_sizes,
-                args.width_factor,
-                num_classes=None
-                if args.backbone_only else num_classes or 1000)
+            target = _classifier_from_args(args, state_dict, 'head.fc.weight')
         return _finish(
             converted,
             report,
@@ -153,25 +159,14 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
             ckpt, backbone_only=args.backbone_only)
         state_dict = converted['model']
         if args.config:
-            # the reference layout is our classifier's keys without the
-            # 'backbone.'/'head.fc.' wrapping
             model = build_model_from_config(args.config)
-            reference, _ = mmpretrain_to_slak(
-                dict(state_dict=model.state_dict()),
-                backbone_only=args.backbone_only)
         else:
-            num_classes = args.num_classes
-            if num_classes is None and 'head.weight' in state_dict:
-                num_classes = state_dict['head.weight'].shape[0]
-            model = build_slak_classifier(
-                args.arch,
-                args.kernel_sizes,
-                args.width_factor,
-                num_classes=None
-                if args.backbone_only else num_classes or 1000)
-            reference, _ = mmpretrain_to_slak(
-                dict(state_dict=model.state_dict()),
-                backbone_only=args.backbone_only)
+            model = _classifier_from_args(args, state_dict, 'head.weight')
+        # the reference layout is our classifier's keys without the
+        # 'backbone.'/'head.fc.' wrapping
+        reference, _ = mmpretrain_to_slak(
+            dict(state_dict=model.state_dict()),
+            backbone_only=args.backbone_only)
         print(report.summary(args.verbose))
         from .loading import check_state_dict
         check_state_dict(

@@ -4,7 +4,6 @@ checkpoint: mIoU for mmseg, mAP / COCO AP for mmdet, top-1 for mmpretrain.
     python tools/test.py CONFIG CHECKPOINT --show-dir vis
 """
 import argparse
-import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
@@ -13,7 +12,8 @@ from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.engine.cli_utils import (dump_metric, enable_visualization,
-                                     set_work_dir, task_family)
+                                     parse_with_launcher, set_work_dir,
+                                     task_family)
 
 
 def parse_args():
@@ -35,16 +35,7 @@ def parse_args():
         nargs='+',
         action=DictAction,
         help='override config settings, key=value')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_with_launcher(parser)
 
 
 def build_test_cfg(args) -> Config:

@@ -4,14 +4,14 @@ OpenMMLab config, as mmpretrain's / mmseg's / mmdet's tools/train.py.
     python tools/train.py configs/upernet_slak_ade20k.py --work-dir WORK
 """
 import argparse
-import os
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
-from mmslak.engine.cli_utils import enable_amp, set_work_dir, task_family
+from mmslak.engine.cli_utils import (enable_amp, parse_with_launcher,
+                                     set_work_dir, task_family)
 
 
 def parse_args():
@@ -38,16 +38,7 @@ def parse_args():
         action=DictAction,
         help='override config settings, key=value (e.g. '
         'train_cfg.max_iters=100 model.backbone.init_cfg=None)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_with_launcher(parser)
 
 
 def build_train_cfg(args) -> Config:

@@ -1,13 +1,32 @@
 """Shared logic of ``tools/train.py`` and ``tools/test.py``: one pair of
 scripts for classification (mmpretrain), segmentation (mmseg) and detection
 (mmdet), told apart by the config alone."""
+import argparse
 import logging
+import os
 import os.path as osp
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 
 FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
+
+
+def parse_with_launcher(parser: argparse.ArgumentParser,
+                        argv=None) -> argparse.Namespace:
+    """Add the launcher flags both tools share (``--launcher``,
+    ``--local-rank``), parse, and export ``LOCAL_RANK`` as torch.distributed
+    launchers expect."""
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def task_family(cfg: Config) -> str:

@@ -2,8 +2,9 @@
 
 Importing it (``import mmslak`` does) registers the weights-only allow-list
 for mmengine checkpoints, routes mmengine's local checkpoint loading through
-:func:`load_checkpoint_file` (clear errors) and makes local checkpoint
-writes atomic.
+:func:`load_checkpoint_file` (clear errors), reads every remote scheme
+(``http(s)://``, ``torchvision://``, ...) weights-only (:mod:`.remote`) and
+makes local checkpoint writes atomic.
 """
 from .atomic import (AtomicLocalBackend, atomic_write_bytes,
                      use_atomic_local_backend)
@@ -18,10 +19,12 @@ from .loading import (CheckpointError, CheckpointMismatchError,
                       check_state_dict, compare_state_dicts, get_state_dict,
                       load_checkpoint_file, load_pretrained_backbone,
                       register_checked_local_loader)
+from .remote import REMOTE_PREFIXES, register_remote_loaders
 from .safe_globals import MMENGINE_SAFE_GLOBALS, register_safe_globals
 
 register_safe_globals()
 register_checked_local_loader()
+register_remote_loaders()
 use_atomic_local_backend()
 
 __all__ = [
@@ -33,5 +36,6 @@ __all__ = [
     'CorruptCheckpointError', 'UnsafeCheckpointError', 'check_state_dict',
     'compare_state_dicts', 'get_state_dict', 'load_checkpoint_file',
     'load_pretrained_backbone', 'register_checked_local_loader',
-    'MMENGINE_SAFE_GLOBALS', 'register_safe_globals'
+    'MMENGINE_SAFE_GLOBALS', 'register_safe_globals', 'REMOTE_PREFIXES',
+    'register_remote_loaders'
 ]

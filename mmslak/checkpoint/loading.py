@@ -54,16 +54,20 @@ def _offending_global(msg: str) -> Optional[str]:
     return None
 
 
-def load_checkpoint_file(filename: str,
+def load_checkpoint_file(filename,
                          map_location=None,
-                         extra_safe_globals: Iterable = ()) -> dict:
+                         extra_safe_globals: Iterable = (),
+                         display_name: Optional[str] = None) -> dict:
     """``torch.load`` with ``weights_only=True`` and errors naming the file.
 
     Args:
-        filename: local path of the checkpoint.
+        filename: local path of the checkpoint, or a binary file object
+            (e.g. the bytes a remote backend returned).
         map_location: as in :func:`torch.load` (e.g. ``'cpu'``).
         extra_safe_globals: more globals to allow for this call only (e.g.
             ``argparse.Namespace`` for the reference ImageNet checkpoints).
+        display_name: how errors name the checkpoint (e.g. the URL it was
+            downloaded from); defaults to ``filename``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -71,12 +75,19 @@ def load_checkpoint_file(filename: str,
             allow-list (it could run code); the message names it.
         CorruptCheckpointError: empty, truncated or not a checkpoint.
     """
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
-    if os.path.getsize(filename) == 0:
+    if hasattr(filename, 'read'):
+        size = filename.getbuffer().nbytes if hasattr(filename,
+                                                      'getbuffer') else -1
+        name = display_name or repr(filename)
+    else:
+        filename = osp.expanduser(str(filename))
+        name = display_name or filename
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'checkpoint {name!r} does not exist')
+        size = os.path.getsize(filename)
+    if size == 0:
         raise CorruptCheckpointError(
-            f'checkpoint {filename!r} is empty (0 bytes); was its writing '
+            f'checkpoint {name!r} is empty (0 bytes); was its writing '
             'interrupted?')
     try:
         with torch.serialization.safe_globals(list(extra_safe_globals)):
@@ -93,12 +104,12 @@ def load_checkpoint_file(filename: str,
                 s in msg for s in ('unrecognized function', 'Can only',
                                    'allowlist', 'blocked')):
             raise CorruptCheckpointError(
-                f'checkpoint {filename!r} is not a readable torch checkpoint '
+                f'checkpoint {name!r} is not a readable torch checkpoint '
                 f'(truncated or corrupt): {msg.splitlines()[0]}') from None
         what = f'the global {offending!r}' if offending else \
             'an object that is not on the allow-list'
         raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {filename!r}: unpickling it needs '
+            f'refusing to load checkpoint {name!r}: unpickling it needs '
             f'{what}, which is not on the allow-list of types mmengine '
             'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
             'unpickling it could run arbitrary code. Nothing was executed. '
@@ -107,8 +118,8 @@ def load_checkpoint_file(filename: str,
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as e:
         raise CorruptCheckpointError(
-            f'checkpoint {filename!r} is not a readable torch checkpoint '
-            f'(truncated or corrupt; {os.path.getsize(filename)} bytes): '
+            f'checkpoint {name!r} is not a readable torch checkpoint '
+            f'(truncated or corrupt; {size} bytes): '
             f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
         ) from None
 
@@ -199,8 +210,9 @@ def check_state_dict(
 
 
 def _load_any(checkpoint: str, map_location) -> dict:
-    if '://' in str(checkpoint):  # URLs etc.: mmengine's loaders (which
-        # use torch.load's weights_only=True default with our allow-list)
+    if '://' in str(checkpoint):  # URLs etc.: through mmengine's scheme
+        # table, where mmslak.checkpoint.remote registered weights-only
+        # loaders for every remote scheme.
         from mmengine.runner.checkpoint import CheckpointLoader
         return CheckpointLoader.load_checkpoint(checkpoint, map_location)
     return load_checkpoint_file(checkpoint, map_location=map_location)

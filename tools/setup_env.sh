@@ -2,6 +2,8 @@
 # Create (or reuse) the pinned mmslak environment.
 #
 #   bash tools/setup_env.sh          # prints the venv's python path on its last line
+#   bash tools/setup_env.sh --check  # changes nothing: prints the python and exits 0 if
+#                                    # the environment is up to date for this checkout, else 3
 #
 # The environment lives OUTSIDE the checkout, keyed by its pinned versions, so a
 # fresh clone (CI) reuses it and a second run takes seconds:
@@ -34,6 +36,10 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_KEY" && -x "$VENV/bin/python" 
     step "environment up to date: $VENV"
     echo "$VENV/bin/python" >&3
     exit 0
+fi
+if [[ "${1:-}" == "--check" ]]; then
+    step "environment $VENV is not set up for $REPO_ROOT (or is out of date)"
+    exit 3
 fi
 
 command -v "$PYTHON_BIN" >/dev/null 2>&1 || fail "find python" "'$PYTHON_BIN' not on PATH (Python $PY_MINOR is required; set PYTHON=...)"

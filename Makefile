@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON_ENV = $$(bash tools/setup_env.sh)
 LINT_PATHS = mmslak tools tests configs setup.py
 
-.PHONY: env demo test lint unit format
+.PHONY: env demo test lint unit format mutation
 
 env:
 	@bash tools/setup_env.sh >/dev/null
@@ -32,3 +32,8 @@ unit:
 format:
 	@PY=$(PYTHON_ENV); $$PY -m isort $(LINT_PATHS); \
 	$$PY -m yapf -i --recursive $(LINT_PATHS)
+
+## Mutation testing of one module (not in CI), e.g.
+## make mutation MODULE=mmslak/sparse/prune_grow.py TESTS="tests/sparse"
+mutation:
+	@PY=$(PYTHON_ENV); $$PY tools/misc/mutation.py $(MODULE) $(TESTS)

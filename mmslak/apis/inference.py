@@ -24,6 +24,9 @@ def load_config(config: ConfigType,
     import mmslak  # noqa: F401  (registers SLaK and the package name)
     if isinstance(config, Config):
         cfg = copy.deepcopy(config)
+    elif isinstance(config, (str, Path)) and '::' in str(config):
+        from mmengine.hub import get_config  # e.g. 'mmslak::upernet/...py'
+        cfg = get_config(str(config))
     elif isinstance(config, (str, Path)):
         cfg = Config.fromfile(str(config))
     else:

@@ -217,7 +217,8 @@ def read_checkpoint(filename,
     registered weights-only loaders for every remote scheme)."""
     if '://' in str(filename):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(filename, map_location)
+        with torch.serialization.safe_globals(list(extra_safe_globals)):
+            return CheckpointLoader.load_checkpoint(filename, map_location)
     return load_checkpoint_file(
         filename,
         map_location=map_location,

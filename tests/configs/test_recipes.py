@@ -731,7 +731,7 @@ def build_groups(cfg, narrow):
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmslak.engine.cli_utils import task_family
+    from mmslak.apis import task_family
     init_default_scope(task_family(cfg))
     model_cfg = cfg.model.copy()
     model_cfg.backbone.update(narrow)

@@ -784,3 +784,33 @@ def test_ade_80k_no_decay_exactly_on_norms():
         assert group['lr'] == pytest.approx(2e-4), name
         wd = 0. if id(param) in norm_params else 0.05
         assert group.get('weight_decay', 0.05) == pytest.approx(wd), name
+
+
+def test_imagenet_syncbn_trains_in_one_cpu_process():
+    """The ImageNet configs' SyncBN (reference `use_sync_bn = True`) runs a
+    training step with no process group: torch's SyncBatchNorm falls back
+    to batch statistics of the local batch, as BatchNorm does."""
+    import torch
+    import torch.distributed as dist
+    from mmpretrain.structures import DataSample
+    assert not dist.is_initialized()
+    cfg = load('slak/slak-tiny_32xb128_in1k')
+    cfg.model.head.in_channels = 10
+    model, _ = build_groups(cfg, NARROW)
+    syncs = [
+        m for m in model.backbone.modules() if isinstance(m, nn.SyncBatchNorm)
+    ]
+    assert len(syncs) == 3 * (3 + 3 + 27 + 3)  # three branches per block
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(syncs[0].num_features)
+    plain.load_state_dict(syncs[0].state_dict())
+    x = torch.randn(2, syncs[0].num_features, 8, 8)
+    assert torch.equal(syncs[0](x), plain(x))  # the fallback is BN
+    before = syncs[-1].running_mean.clone()
+    model.train()
+    feats = model.extract_feat(torch.randn(2, 3, 64, 64))
+    samples = [DataSample().set_gt_label(i) for i in (0, 1)]
+    loss = model.head.loss(feats, samples)['loss']
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert not torch.equal(syncs[-1].running_mean, before)

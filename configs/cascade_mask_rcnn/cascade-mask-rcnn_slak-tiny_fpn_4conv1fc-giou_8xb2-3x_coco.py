@@ -1,36 +1,20 @@
 # Cascade Mask R-CNN (4conv1fc box heads with GIoU loss, SyncBN) + FPN with
 # SLaK-T (300-epoch ImageNet weights) on COCO, 3x schedule (paper: 51.3 box
-# AP, 44.3 mask AP). DETR-style multi-scale training, AdamW lr 2e-4 wd 0.05,
-# layer-wise lr decay 0.7 over 6 layers, drop path 0.4, 36 epochs with lr
-# x0.1 at 27 and 33, 16 images per batch (8 GPUs x 2). mmdet's ConvNeXt-T
-# config with the backbone swapped (fp32 here; add --amp on GPUs).
+# AP, 44.3 mask AP). Source of every value: VITA-Group/SLaK detection/configs/
+# cascade_mask_rcnn_slak_tiny_patch4_window7_mstrain_480-800_giou_4conv1f_
+# adamw_3x_coco_in1k.py (below: "the reference"), with mmdet 2.x's
+# _base_/schedules/schedule_1x.py for what it inherits. fp32 here (the
+# reference has no fp16 block; add --amp on GPUs).
 _base_ = [
-    'mmdet::convnext/'
-    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+    '../_base_/models/cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_coco.py'
 ]
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.SLaK',
-        arch='tiny',
-        width_factor=1.3,
-        kernel_sizes=(51, 49, 47, 13),
-        small_kernel=5,
-        drop_path_rate=0.4,
-        layer_scale_init_value=1.0,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        out_indices=(0, 1, 2, 3),
-        gap_before_final_norm=False,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='checkpoints/slak_tiny_in1k_backbone.pth',
-            prefix='backbone.')),
-    neck=dict(in_channels=[124, 249, 499, 998]))
-
+# reference `samples_per_gpu=2`: 8 GPUs x 2 = 16 images per batch
 train_dataloader = dict(batch_size=2)
 
+# reference `optimizer`: AdamW lr 2e-4, betas (0.9, 0.999), wd 0.05, layer-
+# wise lr decay 0.7 over 6 layers (its LearningRateDecayOptimizerConstructor;
+# 1-D parameters and biases without weight decay)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -38,16 +22,24 @@ optim_wrapper = dict(
         type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6))
+# reference `auto_scale_lr = dict(enable=True, base_batch_size=16)` (mmdet
+# scales only with --auto-scale-lr)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Sparse fine-tuning as the reference: the backbone keeps the zero pattern
-# of its (sparse) ImageNet weights, loaded by init_cfg before training;
-# necks and heads stay dense.
-custom_hooks = [
+# linear warm-up over 500 iterations from 0.001 x lr: mmdet 2.x
+# schedule_1x.py (`warmup_iters=500, warmup_ratio=0.001`), which the
+# reference inherits (mmdet 3.x's ConvNeXt config uses 1000)
+warmup = dict(
+    type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)
+max_epochs = 36  # reference `max_epochs=36`
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    warmup,
     dict(
-        type='SparseTrainingHook',
-        init='checkpoint',
-        dynamic=False,
-        scope='all',
-        exclude=[r'^(?!backbone\.)'])
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[27, 33],  # reference `lr_config = dict(step=[27, 33])`
+        gamma=0.1)
 ]

@@ -1,5 +1,8 @@
 # SLaK-B, ImageNet-1K, 224px, 300 epochs (paper: 84.0 top-1, 95M non-zero).
-# Widths 166,332,665,1331, drop path 0.5, S/B sparse schedule.
+# As SLaK-S (the same -u 100 --prune_rate 0.3) but, from VITA-Group/SLaK
+# README's SLaK-B training command: SLaK_base (dims 128..1024, widths
+# 166,332,665,1331) and --drop_path 0.5. Total batch 4096 (16 GPUs x 32 x
+# --update_freq 8 there, 32 x 128 here).
 _base_ = ['./slak-small_32xb128_in1k.py']
 
 model = dict(

@@ -1,5 +1,7 @@
-# UperNet + SLaK-B on ADE20K, 160k iterations (paper: 50.0 mIoU).
-# Widths 166,332,665,1331, drop path 0.4, lr decay over 12 layers.
+# UperNet + SLaK-B on ADE20K, 160k iterations (paper: 50.0 mIoU). As SLaK-T
+# but, from VITA-Group/SLaK segmentation/configs/upernet_slak_base_512_160k_
+# ade20k_ss.py: widths 166,332,665,1331 (int(d * 1.3) for d in 128, 256,
+# 512, 1024), drop path 0.4, lr decay over 12 layers.
 _base_ = ['./upernet_slak-tiny_8xb2-160k_ade20k-512x512.py']
 model = dict(
     backbone=dict(

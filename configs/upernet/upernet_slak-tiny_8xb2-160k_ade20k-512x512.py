@@ -1,21 +1,24 @@
 # UperNet + SLaK-T on ADE20K, 160k iterations at 512x512 (paper: 47.6 mIoU,
-# single scale). AdamW lr 1e-4, wd 0.05, lr decay 0.9 over 6 layers
-# (stage-wise, as the reference config), 1500 linear warm-up iterations then
-# poly, 16 images per batch (8 GPUs x 2), drop path 0.4, sliding-window
-# test with 512 crops and stride 341, SyncBN.
+# single scale). Source of every value: VITA-Group/SLaK segmentation/configs/
+# upernet_slak_tiny_512_160k_ade20k_ss.py ("the reference" below). The
+# backbone (drop path 0.4, SyncBN) and the sparse fine-tuning hook come from
+# ../_base_/slak_downstream.py.
 _base_ = [
     '../_base_/models/upernet_slak.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
-crop_size = (512, 512)
+crop_size = (512, 512)  # reference `crop_size = (512, 512)`
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
+    # reference `test_cfg = dict(mode='slide', crop_size=crop_size,
+    # stride=(341, 341))`
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
+# reference `optimizer`: AdamW lr 1e-4, betas (0.9, 0.999), wd 0.05, lr decay
+# 0.9 stage-wise over 6 layers (1-D parameters and biases without decay)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -24,6 +27,8 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
 
+# reference `lr_config`: linear warm-up over 1500 iterations from 1e-6 x lr,
+# then poly with power 1.0 to 0, per iteration
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
@@ -36,20 +41,9 @@ param_scheduler = [
         by_epoch=False),
 ]
 
-# 8 GPUs x 2 images = 16 images per batch
+# 16 images per batch: the reference runs 4 GPUs x `samples_per_gpu=4`, the
+# same total as 8 GPUs x 2 here
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-
-# Sparse fine-tuning as the reference: the backbone keeps the zero pattern
-# of its (sparse) ImageNet weights, loaded by init_cfg before training;
-# necks and heads stay dense.
-custom_hooks = [
-    dict(
-        type='SparseTrainingHook',
-        init='checkpoint',
-        dynamic=False,
-        scope='all',
-        exclude=[r'^(?!backbone\.)'])
-]

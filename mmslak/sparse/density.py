@@ -5,6 +5,7 @@ from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def _check_density(density: float) -> None:
@@ -93,10 +94,31 @@ def model_loss(model: nn.Module, data_batch) -> torch.Tensor:
     return loss
 
 
+def snip_loss(model: nn.Module, data_batch) -> torch.Tensor:
+    """The reference's SNIP loss: plain cross-entropy of the logits on the
+    batch as loaded (no Mixup / CutMix, no label smoothing).
+
+    The batch is preprocessed with ``training=False``, which skips the
+    preprocessor's batch augments. A model whose data samples carry no
+    ``gt_label`` (a detector, a segmentor) gets its own training loss on
+    that un-augmented batch.
+    """
+    data = model.data_preprocessor(data_batch, False)
+    if not isinstance(data, dict):  # a plain (inputs, labels) model
+        return model_loss(model, data_batch)
+    samples = data.get('data_samples')
+    if samples and all('gt_label' in s for s in samples):
+        logits = model(data['inputs'], samples, mode='tensor')
+        labels = torch.cat([s.gt_label for s in samples]).to(logits.device)
+        return F.cross_entropy(logits, labels)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    return loss
+
+
 def snip_scores(model: nn.Module,
                 names: Iterable[str],
                 data_batches: Iterable,
-                loss_fn: Callable = model_loss) -> Dict[str, torch.Tensor]:
+                loss_fn: Callable = snip_loss) -> Dict[str, torch.Tensor]:
     """SNIP saliency ``|w * dL/dw|`` summed over ``data_batches``.
 
     Computed on a deep copy of ``model`` in train mode, so the model's

@@ -42,7 +42,7 @@ def test_every_paper_row_has_a_config():
             'upernet_slak-tiny_8xb2-160k_ade20k-512x512.py',
             'upernet_slak-small_8xb2-160k_ade20k-512x512.py',
             'upernet_slak-base_8xb2-160k_ade20k-512x512.py',
-            'upernet_slak-tiny-120e-pre_8xb2-80k_ade20k-512x512.py',
+            'upernet_slak-tiny-120e-pre_8xb4-80k_ade20k-512x512.py',
             'upernet_slak_ade20k.py',
             'faster-rcnn_slak-tiny_fpn_8xb2-36e_voc0712.py',
             'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-1x_coco.py',

@@ -16,6 +16,7 @@ from mmslak.sparse.density import (densities_to_counts, erk_densities,
 from mmslak.sparse.masks import SparseMasks
 from mmslak.sparse.prune_grow import (cosine_prune_rate, num_to_prune,
                                       reset_optimizer_state)
+from mmslak.sparse.schedule import rescaled_interval
 from mmslak.sparse.scope import select_sparse_params, sparse_shapes
 
 INITS = ('snip', 'erk', 'uniform', 'checkpoint')
@@ -32,9 +33,10 @@ class SparseTrainingHook(Hook):
     re-applied after each real optimizer step: skipped AMP steps and
     gradient-accumulation iterations do not step, and weight decay cannot
     revive a masked weight. With ``dynamic=True``, every
-    ``update_interval`` iterations each layer drops the fraction ``p_t`` of
-    its active weights with the smallest magnitude and regrows as many
-    (``growth``), zero-initialised with their optimizer state reset;
+    ``update_interval`` optimizer steps (counted at the recipe's batch, see
+    below) each layer drops the fraction ``p_t`` of its active weights
+    with the smallest magnitude and regrows as many (``growth``),
+    zero-initialised with their optimizer state reset;
     ``p_t`` decays from ``prune_rate`` to ``final_prune_rate`` with a
     cosine over ``runner.max_iters``. Masks, the ever-active (explored)
     masks and the schedule state are saved in ``checkpoint['sparsity']``,
@@ -44,21 +46,33 @@ class SparseTrainingHook(Hook):
     checkpoint (masked positions then stay 0 in the average: it only
     mixes in zeros).
 
+    The update interval is a number of samples: ``update_interval``
+    optimizer steps at the config's ``auto_scale_lr.base_batch_size`` (the
+    total batch the recipe was written for; 4096 in the paper). The hook
+    rescales it to this run's total batch (world size x batch per GPU x
+    ``optim_wrapper.accumulative_counts``), so a run on fewer GPUs updates
+    the masks after as many samples as the paper, and with gradient
+    accumulation the interval counts optimizer steps, not iterations. The
+    effective interval is logged at the start. Without ``auto_scale_lr`` the
+    interval is in optimizer steps at whatever batch the run uses.
+
     Args:
         density: target fraction of active weights over the scope (0.6
             in the paper).
         init: 'snip' (global top-k of |w*grad| on ``snip_batches`` real
-            training batches, then random masks at those per-layer
-            densities), 'erk', 'uniform', or 'checkpoint' (keep the zero
-            pattern of a checkpoint: ``mask_checkpoint``, else the
-            ``sparsity`` entry of the loaded ``load_from`` checkpoint,
-            else the current weights' zeros).
+            training batches of the per-GPU size, with plain cross-entropy
+            and no batch augments as the reference, then random masks at
+            those per-layer densities), 'erk', 'uniform', or 'checkpoint'
+            (keep the zero pattern of a checkpoint: ``mask_checkpoint``,
+            else the ``sparsity`` entry of the loaded ``load_from``
+            checkpoint, else the current weights' zeros).
         scope: 'all' (every 2-D / 4-D weight) or 'large_kernel' (only the
             Kx5 / 5xK kernels).
         exclude: regular expressions of weight names kept dense.
         dynamic: prune and regrow during training; False = static masks
             (sparse fine-tuning).
-        update_interval: iterations between prune/regrow updates.
+        update_interval: optimizer steps between prune/regrow updates at
+            ``auto_scale_lr.base_batch_size`` (see above).
         prune_rate: initial prune fraction ``p_0``.
         final_prune_rate: ``p_t`` at the end of training.
         growth: 'random' (paper) or 'gradient' (RigL).
@@ -66,6 +80,10 @@ class SparseTrainingHook(Hook):
         snip_batches: training batches the SNIP scores are summed over.
         snip_random: after SNIP, draw random masks at its per-layer
             densities (paper); False keeps the top-k positions themselves.
+        dense_threshold: a layer whose initial density (SNIP / ERK /
+            uniform) is at least this is made fully dense, as the reference
+            does after its initialisation (sparse_core.py ``Masking.init``:
+            ``layer_density >= 0.99``); None keeps every mask.
         mask_checkpoint: path of the checkpoint for ``init='checkpoint'``.
         mask_prefix_map: renames checkpoint mask names, ``{old: new}``
             prefixes, e.g. ``{'': 'backbone.'}`` for a reference
@@ -93,10 +111,49 @@ class SparseTrainingHook(Hook):
                  erk_power_scale: float = 1.0,
                  snip_batches: int = 1,
                  snip_random: bool = True,
+                 dense_threshold: Optional[float] = 0.99,
                  mask_checkpoint: Optional[str] = None,
                  mask_prefix_map: Optional[Dict[str, str]] = None,
                  seed: Optional[int] = None,
                  log_per_layer: bool = True) -> None:
+        self._check_args(density, init, growth, dynamic, update_interval,
+                         prune_rate, final_prune_rate, snip_batches,
+                         dense_threshold)
+        self.density = float(density)
+        self.init = init
+        self.scope = scope
+        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+        self.dynamic = dynamic
+        self.update_interval = update_interval
+        self.prune_rate = prune_rate
+        self.final_prune_rate = final_prune_rate
+        self.growth = growth
+        self.erk_power_scale = erk_power_scale
+        self.snip_batches = snip_batches
+        self.snip_random = snip_random
+        self.dense_threshold = dense_threshold
+        self.mask_checkpoint = mask_checkpoint
+        self.mask_prefix_map = dict(mask_prefix_map or {})
+        self.seed = seed
+        self.log_per_layer = log_per_layer
+
+        self.masks: Optional[SparseMasks] = None
+        self.num_updates = 0
+        self.current_prune_rate = prune_rate
+        self.last_update: Dict[str, dict] = OrderedDict()
+        self._generator = torch.Generator()
+        self._loaded_state: Optional[dict] = None
+        self._optimizer_of: Dict[str, torch.optim.Optimizer] = {}
+        self._handles = []
+        self._capture = False
+        self._grads: Dict[str, torch.Tensor] = {}
+        self._steps_per_update = update_interval  # set in before_train
+        self._accumulation = 1
+
+    @staticmethod
+    def _check_args(density, init, growth, dynamic, update_interval,
+                    prune_rate, final_prune_rate, snip_batches,
+                    dense_threshold) -> None:
         if not 0. < density <= 1.:
             raise ValueError(f'density must be in (0, 1], got {density}')
         if init not in INITS:
@@ -113,39 +170,22 @@ class SparseTrainingHook(Hook):
                              f' got {final_prune_rate}, {prune_rate}')
         if snip_batches < 1:
             raise ValueError(f'snip_batches must be >= 1, got {snip_batches}')
-        self.density = float(density)
-        self.init = init
-        self.scope = scope
-        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude)
-        self.dynamic = dynamic
-        self.update_interval = update_interval
-        self.prune_rate = prune_rate
-        self.final_prune_rate = final_prune_rate
-        self.growth = growth
-        self.erk_power_scale = erk_power_scale
-        self.snip_batches = snip_batches
-        self.snip_random = snip_random
-        self.mask_checkpoint = mask_checkpoint
-        self.mask_prefix_map = dict(mask_prefix_map or {})
-        self.seed = seed
-        self.log_per_layer = log_per_layer
-
-        self.masks: Optional[SparseMasks] = None
-        self.num_updates = 0
-        self.current_prune_rate = prune_rate
-        self.last_update: Dict[str, dict] = OrderedDict()
-        self._generator = torch.Generator()
-        self._loaded_state: Optional[dict] = None
-        self._optimizer_of: Dict[str, torch.optim.Optimizer] = {}
-        self._handles = []
-        self._capture = False
-        self._grads: Dict[str, torch.Tensor] = {}
+        if dense_threshold is not None and not 0. < dense_threshold <= 1.:
+            raise ValueError('dense_threshold must be in (0, 1] or None, got '
+                             f'{dense_threshold!r}')
 
     # ------------------------------------------------------------------
     # set-up
     @staticmethod
     def _unwrap(model):
         return model.module if is_model_wrapper(model) else model
+
+    @staticmethod
+    def _wrappers(runner):
+        """The runner's optimizer wrappers (one, or an OptimWrapperDict's)."""
+        wrapper = runner.optim_wrapper
+        return list(wrapper.values()) if isinstance(
+            wrapper, OptimWrapperDict) else [wrapper]
 
     def before_train(self, runner) -> None:
         model = self._unwrap(runner.model)
@@ -164,14 +204,64 @@ class SparseTrainingHook(Hook):
         elif self.init == 'checkpoint':
             masks = self._checkpoint_masks(runner, params)
         else:
-            masks = self._initial_masks(runner, model, params)
+            masks = self._drop_near_dense(
+                runner, self._initial_masks(runner, model, params))
         self.masks = SparseMasks(params, masks)
         if resumed:
             self._load_schedule_state(state)
         self._loaded_state = None
         self.masks.apply()
         self._register_step_hooks(runner)
+        self._set_schedule(runner)
         self._log(runner, 'initial masks' if not resumed else 'resumed')
+
+    def _drop_near_dense(self, runner, masks) -> Dict[str, torch.Tensor]:
+        if self.dense_threshold is None:
+            return masks
+        dense = [
+            n for n, m in masks.items()
+            if int(m.count_nonzero()) >= self.dense_threshold * m.numel()
+        ]
+        if dense:
+            runner.logger.info(
+                f'SparseTrainingHook: {len(dense)} layers with initial '
+                f'density >= {self.dense_threshold} made dense: {dense}')
+        return OrderedDict((n, m) for n, m in masks.items() if n not in dense)
+
+    def _set_schedule(self, runner) -> None:
+        """Optimizer steps between updates at this run's total batch."""
+        if not self.dynamic:
+            return
+        # mmengine keeps the accumulation count private
+        counts = {
+            getattr(w, '_accumulative_counts', 1)
+            for w in self._wrappers(runner)
+        }
+        if len(counts) != 1:
+            raise ValueError('SparseTrainingHook needs one accumulative_counts'
+                             f' for all optimizers, got {sorted(counts)}')
+        self._accumulation = counts.pop()
+        loader = runner.train_dataloader
+        # with a batch sampler (mmdet's AspectRatioBatchSampler) the loader
+        # has no batch_size of its own
+        per_gpu = loader.batch_size or getattr(loader.batch_sampler,
+                                               'batch_size', None)
+        if not per_gpu:
+            raise ValueError('SparseTrainingHook cannot tell the batch size '
+                             'per GPU of the training dataloader')
+        total = get_world_size() * per_gpu * self._accumulation
+        base = (runner.auto_scale_lr or {}).get('base_batch_size')
+        self._steps_per_update = rescaled_interval(self.update_interval, base,
+                                                   total)
+        at = f'{base} samples per step' if base else 'this run\'s batch'
+        runner.logger.info(
+            f'SparseTrainingHook: update_interval {self.update_interval} '
+            f'optimizer steps at {at} -> every {self._steps_per_update} '
+            f'optimizer steps at {total} samples per step '
+            f'({get_world_size()} GPUs x {per_gpu} x {self._accumulation} '
+            f'accumulated), i.e. every '
+            f'{self._steps_per_update * self._accumulation} iterations and '
+            f'{self._steps_per_update * total} samples')
 
     def _checkpoint_masks(self, runner, params) -> Dict[str, torch.Tensor]:
         if self.mask_checkpoint is not None:
@@ -271,10 +361,7 @@ class SparseTrainingHook(Hook):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        wrappers = (
-            runner.optim_wrapper.values() if isinstance(
-                runner.optim_wrapper, OptimWrapperDict) else
-            [runner.optim_wrapper])
+        wrappers = self._wrappers(runner)
         by_id = {id(self.masks.params[n]): n for n in self.masks.names()}
         self._optimizer_of = {}
         for wrapper in wrappers:
@@ -309,10 +396,17 @@ class SparseTrainingHook(Hook):
 
     # ------------------------------------------------------------------
     # training
+    def _updates_after(self, iteration: int) -> bool:
+        """Whether an update follows ``iteration`` (1-based): it ends an
+        optimizer step (mmengine groups accumulated iterations from
+        iteration 0) whose count is a multiple of the interval."""
+        if not self.dynamic or iteration % self._accumulation:
+            return False
+        return (iteration // self._accumulation) % self._steps_per_update == 0
+
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         self._capture = (
-            self.dynamic and self.growth == 'gradient'
-            and (runner.iter + 1) % self.update_interval == 0)
+            self.growth == 'gradient' and self._updates_after(runner.iter + 1))
 
     def after_train_iter(self,
                          runner,
@@ -320,8 +414,7 @@ class SparseTrainingHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         done = runner.iter + 1
-        if (self.dynamic and self.masks is not None
-                and done % self.update_interval == 0
+        if (self.masks is not None and self._updates_after(done)
                 and done < runner.max_iters):
             self.update(runner, done)
         self._capture = False

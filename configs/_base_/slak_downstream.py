@@ -1,0 +1,39 @@
+# SLaK-T as a dense-prediction backbone and the sparse fine-tuning hook,
+# written once for the ADE20K / VOC / COCO configs. The files under
+# _base_/models/ put `{{_base_.slak_tiny_backbone}}` in their model. This file
+# defines no `model` or `custom_imports` key, so it can sit beside an mmseg /
+# mmdet base (mmengine forbids a key in two bases).
+# Sources: VITA-Group/SLaK segmentation/configs/upernet_slak_tiny_512_160k_
+# ade20k_ss.py and detection/configs/cascade_mask_rcnn_slak_tiny_*.py
+# (`model.backbone`), segmentation/configs/upernet_SLaK.py (`norm_cfg`).
+
+# int(d * 1.3) for d in 96, 192, 384, 768 (reference `width_factor=1.3`)
+slak_tiny_channels = [124, 249, 499, 998]
+slak_tiny_backbone = dict(
+    _delete_=True,  # replaces the upstream ResNet / ConvNeXt backbone
+    type='mmpretrain.SLaK',
+    arch='tiny',  # reference depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]
+    width_factor=1.3,  # reference width_factor=1.3
+    kernel_sizes=(51, 49, 47, 13),  # reference kernel_size=[51,49,47,13,5]
+    small_kernel=5,
+    drop_path_rate=0.4,  # reference 160k ADE20K and COCO configs
+    layer_scale_init_value=1.0,  # reference downstream configs
+    norm_cfg=dict(type='SyncBN', requires_grad=True),  # upernet_SLaK.py
+    out_indices=(0, 1, 2, 3),
+    gap_before_final_norm=False,
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/slak_tiny_in1k_backbone.pth',
+        prefix='backbone.'))
+
+# Sparse fine-tuning (reference backbone `sparse=True` in the 160k ADE20K and
+# COCO configs): the backbone keeps the zero pattern of its sparse ImageNet
+# weights, loaded by init_cfg before training; necks and heads stay dense.
+custom_hooks = [
+    dict(
+        type='SparseTrainingHook',
+        init='checkpoint',
+        dynamic=False,
+        scope='all',
+        exclude=[r'^(?!backbone\.)'])
+]

@@ -108,6 +108,16 @@ def test_mask_errors_name_the_layer():
         SparseMasks(params, dict(a=torch.ones(3, 2, dtype=torch.bool)))
     with pytest.raises(KeyError) as info:
         SparseMasks(params, {f'x{i}': torch.ones(1) for i in range(7)})
-    assert 'outside the sparse scope' in str(info.value)
+    assert str(
+        info.value).startswith('"masks for weights outside the sparse scope: ')
     assert "'x5'" not in str(info.value)  # at most five names listed
     assert "'x4'" in str(info.value)
+
+
+def test_bool_masks_lists_every_masked_layer_as_bool():
+    masks = SparseMasks(_params(), _masks())
+    for device in (None, 'cpu'):
+        got = masks.bool_masks(device)
+        assert list(got) == ['a', 'b']
+        assert all(m.dtype == torch.bool for m in got.values())
+        assert got['b'].tolist() == [[True, True, False, False], [False] * 4]

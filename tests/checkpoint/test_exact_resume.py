@@ -1,11 +1,10 @@
 """Train 2N steps straight vs. N steps, then resume in a NEW process for N
 more: weights, optimizer state, lr, EMA and sparse masks must be equal."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_in_checkout
 from toy_runner import build_runner, sparse_hook_available, state_of
 
 from mmslak.checkpoint import load_checkpoint_file
@@ -49,7 +48,6 @@ def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch):
 
     out = str(tmp_path / 'resumed.pth')
     cmd = [
-        sys.executable,
         osp.join(HERE, 'toy_runner.py'),
         str(tmp_path / 'resumed'), '--length',
         str(length), '--interval',
@@ -59,7 +57,7 @@ def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch):
         cmd.append('--by-epoch')
     if sparse:
         cmd.append('--sparse')
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = run_in_checkout(*cmd, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     resumed = load_checkpoint_file(out)
 

@@ -8,48 +8,43 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_in_checkout
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 pytestmark = pytest.mark.slow
+
+
+def _run(script, *args, env=None):
+    proc = run_in_checkout(script, *args, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture(scope='module')
 def toy_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('toy'))
-    subprocess.run([
-        sys.executable, 'tools/dataset_converters/make_toy_datasets.py',
-        '--out', root
-    ],
-                   cwd=REPO,
-                   check=True)
+    _run('tools/dataset_converters/make_toy_datasets.py', '--out', root)
     return root
 
 
 def train_then_test(config, work_dir, toy_root, extra=()):
     env = dict(os.environ, MMSLAK_TOY_DATA=toy_root)
-    subprocess.run([
-        sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-        *extra
-    ],
-                   cwd=REPO,
-                   env=env,
-                   check=True)
+    _run('tools/train.py', config, '--work-dir', work_dir, *extra, env=env)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     show_dir = osp.join(work_dir, 'vis')
-    subprocess.run([
-        sys.executable, 'tools/test.py', config, ckpt, '--work-dir', work_dir,
-        '--show-dir', show_dir
-    ],
-                   cwd=REPO,
-                   env=env,
-                   check=True)
+    _run(
+        'tools/test.py',
+        config,
+        ckpt,
+        '--work-dir',
+        work_dir,
+        '--show-dir',
+        show_dir,
+        env=env)
     logs = [
         p for p in glob.glob(osp.join(work_dir, '*', '*.json'))
         if osp.basename(p)[:-5] == osp.basename(osp.dirname(p))

@@ -2,12 +2,11 @@
 import os
 import shutil
 import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import run_in_checkout
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
 from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,
@@ -16,7 +15,6 @@ from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,
 from mmslak.sparse import cosine_prune_rate, sparsity_table
 from mmslak.sparse.prune_grow import num_to_prune
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
 
 class Checker(Hook):
@@ -250,16 +248,14 @@ def test_resume_in_new_process_is_exact(sparse_run, tmp_path):
     saved = torch.load(ckpt, map_location='cpu', weights_only=True)
     assert saved['sparsity']['num_updates'] == 3
     out = str(tmp_path / 'resumed.pth')
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([
-        sys.executable,
-        os.path.join(os.path.dirname(__file__), 'tiny_setup.py'), 'resume',
-        str(tmp_path / 'work'), ckpt, out, '12'
-    ],
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    proc = run_in_checkout(
+        os.path.join(os.path.dirname(__file__), 'tiny_setup.py'),
+        'resume',
+        str(tmp_path / 'work'),
+        ckpt,
+        out,
+        '12',
+        timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = torch.load(out, map_location='cpu', weights_only=True)
     assert resumed['num_updates'] == full['num_updates'] == 5

@@ -1,16 +1,14 @@
 """tools/train.py / tools/test.py logic: task detection and config edits."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
+from conftest import run_in_checkout
 from mmengine.config import Config
 
 from mmslak.apis import task_family
 from mmslak.utils.cli import (dump_metric, enable_amp, enable_visualization,
                               set_work_dir)
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.mark.parametrize('cfg, family', [
@@ -74,12 +72,7 @@ def test_dump_metric():
 
 
 def test_test_py_missing_checkpoint():
-    result = subprocess.run([
-        sys.executable, 'tools/test.py', 'configs/upernet_slak_ade20k.py',
-        'no/such.pth'
-    ],
-                            cwd=REPO,
-                            capture_output=True,
-                            text=True)
+    result = run_in_checkout('tools/test.py', 'configs/upernet_slak_ade20k.py',
+                             'no/such.pth')
     assert result.returncode != 0
     assert 'checkpoint not found: no/such.pth' in result.stderr

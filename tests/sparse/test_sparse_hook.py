@@ -16,7 +16,6 @@ from mmslak.sparse import cosine_prune_rate, sparsity_table
 from mmslak.sparse.prune_grow import num_to_prune
 
 
-
 class Checker(Hook):
     """After every iteration: masked weights are exactly zero, per-layer
     active counts are those of the first iteration, the total is the target

@@ -10,7 +10,6 @@ from mmslak.utils.cli import (dump_metric, enable_amp, enable_visualization,
                               set_work_dir)
 
 
-
 @pytest.mark.parametrize('cfg, family', [
     (dict(default_scope='mmseg'), 'mmseg'),
     (dict(default_scope='mmdet'), 'mmdet'),

@@ -14,13 +14,7 @@ import torch.nn.functional as F
 pytest.importorskip('onnxruntime')
 onnx = pytest.importorskip('onnx')
 
-from mmslak.apis.export import (
-    _MatmulAdaptivePool,
-    export_graph,  # noqa
-    export_onnx,
-    onnx_session,
-    preprocess_image,
-    to_deploy)
+from mmslak.apis import export as onnx_export  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = dict(depths=[1, 1, 2, 1], dims=[24, 48, 96, 192])
@@ -74,7 +68,7 @@ def _classifier(num_classes=10):
 
 def _ort_vs_oracle(path, oracle, x):
     """max |ort - oracle| / max |oracle|, oracle in float64."""
-    got = onnx_session(path).run(None, {'input': x.numpy()})[0]
+    got = onnx_export.onnx_session(path).run(None, {'input': x.numpy()})[0]
     with torch.no_grad():
         ref = oracle.double()(x.double(), mode='tensor').numpy()
     assert got.shape == ref.shape
@@ -85,14 +79,15 @@ def test_small_classifier_onnx_matches_training_form(tmp_path):
     from skimage import data
     model = _classifier()
     oracle = copy.deepcopy(model)  # training form, evaluated in float64
-    assert to_deploy(model) == 1
+    assert onnx_export.to_deploy(model) == 1
     assert not any('small_conv' in k for k in model.state_dict())
     out = str(tmp_path / 'cls.onnx')
-    export_onnx(export_graph(model), torch.randn(1, 3, 96, 96), out, True)
+    onnx_export.export_onnx(
+        onnx_export.export_graph(model), torch.randn(1, 3, 96, 96), out, True)
     ops = {n.op_type for n in onnx.load(out).graph.node}
     assert 'Conv' in ops and all(
         n.domain in ('', 'ai.onnx') for n in onnx.load(out).graph.node), ops
-    real = preprocess_image(model, data.coffee(), (224, 224))
+    real = onnx_export.preprocess_image(model, data.coffee(), (224, 224))
     assert real.std() > 0.3  # a normalised photo, not a blank
     inputs = [torch.randn(2, 3, 128, 96), real]  # --dynamic: other shapes
     for x in inputs:
@@ -104,7 +99,7 @@ def test_small_classifier_onnx_matches_training_form(tmp_path):
 def test_matmul_adaptive_pool_equals_torch(n, o):
     x = torch.randn(2, 3, n, n + 1, dtype=torch.float64)
     ref = F.adaptive_avg_pool2d(x, o)
-    got = _MatmulAdaptivePool(o)(x)
+    got = onnx_export._MatmulAdaptivePool(o)(x)
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
 
 

@@ -65,6 +65,12 @@ def build_inferencer(config,
             classes=meta.get('classes'))
     if family == 'mmseg':
         from mmseg.apis import MMSegInferencer
+
+        # what MMSegInferencer's own loader keeps (its visualiser takes
+        # exactly these keys)
+        meta = getattr(model, 'dataset_meta', None) or {}
+        model.dataset_meta = dict(
+            classes=meta.get('classes'), palette=meta.get('palette'))
         cls = type('SLaKSegInferencer', (_Prebuilt, MMSegInferencer), {})
         return cls(model, device=device)
     from mmdet.apis import DetInferencer
@@ -97,7 +103,10 @@ def _segment(inferencer, image):
     # MMSegInferencer returns either data samples or the visualisation:
     # ask for the visualisation and wrap the label map back
     out = inferencer(image, return_vis=True)
-    labels = torch.from_numpy(_first(out['predictions'])['sem_seg'])
+    pred = _first(out['predictions'])  # one image: the label map itself
+    if isinstance(pred, dict):
+        pred = pred['sem_seg']
+    labels = torch.from_numpy(np.asarray(pred))
     sample = SegDataSample(pred_sem_seg=PixelData(data=labels[None]))
     return sample, _first(out['visualization'])
 

@@ -13,7 +13,7 @@ import tempfile
 
 import torch
 
-from mmslak.analysis.builder import build_model
+from mmslak.apis import init_model
 from mmslak.apis.export import (export_graph, export_onnx, max_relative_error,
                                 onnx_session, time_both, to_deploy)
 
@@ -32,7 +32,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model(args.config)
+    model = init_model(args.config)
     to_deploy(model)
     graph = export_graph(model)
     x = torch.randn(args.batch, 3, args.size, args.size)

@@ -17,10 +17,11 @@ import sys
 import numpy as np
 import torch
 from mmengine.config import DictAction
+from mmengine.model import revert_sync_batchnorm
 
-from mmslak.analysis.builder import build_model
 from mmslak.apis.export import (export_graph, export_onnx, max_relative_error,
                                 onnx_session, preprocess_image, to_deploy)
+from mmslak.apis.inferencers import init_inference_model
 
 
 def parse_args(argv=None):
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
     checkpoint = None if args.checkpoint == 'none' else args.checkpoint
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-    model = build_model(args.config, checkpoint, args.cfg_options)
+    model = revert_sync_batchnorm(
+        init_inference_model(args.config, checkpoint, 'cpu', args.cfg_options))
     switched = to_deploy(model)
     print(f'{switched} module(s) switched to deploy form')
     graph = export_graph(model)

@@ -14,6 +14,7 @@ import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
 from mmslak.utils.cli import (dump_metric, enable_visualization,
                               parse_with_launcher, set_work_dir)
+from mmslak.utils.dist import setup_cpu_distributed
 
 
 def parse_args():
@@ -51,6 +52,7 @@ def build_test_cfg(args) -> Config:
     if args.show or args.show_dir:
         show_dir = osp.abspath(args.show_dir) if args.show_dir else None
         enable_visualization(cfg, family, args.show, show_dir, args.wait_time)
+    setup_cpu_distributed(cfg)  # gloo + BN when there is no CUDA
     return cfg
 
 

@@ -141,6 +141,11 @@ def init_model(config: ConfigType,
     cfg = load_config(config, cfg_options)
     family = task_family(cfg)
     model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        # mmpretrain configs keep it top-level; mmengine's Runner (not
+        # MODELS.build) moves it into the model: without it, no mean/std
+        model_cfg.setdefault('data_preprocessor',
+                             copy.deepcopy(cfg.data_preprocessor))
     drop_pretrained_init(model_cfg)
     init_default_scope(cfg.get('default_scope') or family)
     model = MODELS.build(model_cfg)

@@ -61,7 +61,8 @@ def parse_args(argv=None):
         'masks; weights: the non-zero fraction of the loaded weights; '
         'none: dense only. auto: uniform if --density is given, else masks '
         'if the checkpoint has them, else weights if a checkpoint is '
-        'given, else none')
+        'given, else the density the config\'s SparseTrainingHook sets, '
+        'else none')
     parser.add_argument(
         '--sparse-prefix',
         default=None,
@@ -91,10 +92,21 @@ def parse_args(argv=None):
     return args
 
 
-def resolve_densities(args, model, task):
+def config_density(cfg):
+    """The density a config's SparseTrainingHook sets explicitly (None
+    if it sets none, or keeps a checkpoint's zeros)."""
+    for hook in cfg.get('custom_hooks') or []:
+        if str(hook.get('type', '')).endswith('SparseTrainingHook') and \
+                'density' in hook and hook.get('init') != 'checkpoint':
+            return float(hook['density'])
+    return None
+
+
+def resolve_densities(args, model, task, hook_density=None):
     """(densities, description of where they come from)."""
     source = args.density_source
     masks = None
+    density, origin = args.density, 'assumed'
     if source == 'auto':
         if args.density is not None:
             source = 'uniform'
@@ -104,6 +116,9 @@ def resolve_densities(args, model, task):
                 source = 'masks'
             except KeyError:  # no masks saved: count the zeros
                 source = 'weights'
+        elif hook_density is not None:
+            source = 'uniform'
+            density, origin = hook_density, "the config's SparseTrainingHook"
         else:
             source = 'none'
     if source == 'none':
@@ -113,9 +128,9 @@ def resolve_densities(args, model, task):
         if prefix is None:
             prefix = '' if task == 'classification' else 'backbone.'
         where = f'"{prefix}*"' if prefix else 'all'
-        return (uniform_densities(model, args.density, prefix),
-                f'uniform {args.density} on {where} conv/linear weights '
-                '(assumed)')
+        return (uniform_densities(model, density, prefix),
+                f'uniform {density} on {where} conv/linear weights '
+                f'({origin})')
     if source == 'masks':
         masks = masks if masks is not None else masks_from_checkpoint_file(
             args.checkpoint)
@@ -137,7 +152,8 @@ def main(argv=None):
         shape = DEFAULT_SHAPES[task]
     else:
         shape = (args.shape[0], args.shape[-1])
-    densities, source = resolve_densities(args, model, task)
+    densities, source = resolve_densities(args, model, task,
+                                          config_density(cfg))
     inputs, kwargs = dummy_inputs(model, shape)
     with TensorForward(model, kwargs):
         result = count_complexity(model, inputs, densities)

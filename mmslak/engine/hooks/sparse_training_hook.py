@@ -423,6 +423,11 @@ class SparseTrainingHook(Hook):
             hub = runner.message_hub
             hub.update_scalar('train/sparsity_density', self._density)
             hub.update_scalar('train/sparsity_explored', self._explored)
+            # the schedule's p_t at this iteration (0 for fixed masks)
+            rate = cosine_prune_rate(done, runner.max_iters, self.prune_rate,
+                                     self.final_prune_rate)
+            hub.update_scalar('train/sparsity_prune_rate',
+                              rate if self.dynamic else 0.)
 
     def after_train(self, runner) -> None:
         for handle in self._handles:

@@ -1,0 +1,71 @@
+"""Distributed runs of tools/train.py and tools/test.py on CPU-only
+machines (``--launcher pytorch``, e.g. ``dist_train.sh CONFIG 2``).
+
+mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and builds a NCCL
+DDP with ``device_ids``; without CUDA we initialise a gloo process group
+first (the Runner then keeps it), wrap the model with
+``CPUDistributedDataParallel`` and turn SyncBN (CUDA only in torch) back
+into BN.
+"""
+import os
+from typing import Union
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+def syncbn_to_bn(cfg: Union[dict, list]) -> int:
+    """Replace ``type='SyncBN'`` norm configs by ``'BN'`` in place; returns
+    how many were replaced."""
+    replaced = 0
+    if isinstance(cfg, dict):
+        if cfg.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
+            cfg['type'] = 'BN'
+            replaced += 1
+        for value in cfg.values():
+            replaced += syncbn_to_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            replaced += syncbn_to_bn(value)
+    return replaced
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Prepare ``cfg`` (and the process group) for a distributed run without
+    CUDA; returns True if it did, False when there is nothing to do (not
+    distributed, or CUDA available: mmengine's own path)."""
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise RuntimeError(
+            f'--launcher {launcher} needs CUDA (mmengine initialises it with '
+            'torch.cuda.set_device); on CPU-only machines use torchrun / '
+            'tools/dist_train.sh (--launcher pytorch, gloo backend)')
+    missing = [
+        k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+        if k not in os.environ
+    ]
+    if missing:
+        raise RuntimeError(f'--launcher pytorch needs {missing} in the '
+                           'environment: start with torchrun or '
+                           'tools/dist_train.sh / tools/dist_test.sh')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+    if 'model_wrapper_cfg' not in cfg:
+        cfg.model_wrapper_cfg = dict(
+            type='CPUDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    cfg.pop('sync_bn', None)
+    replaced = syncbn_to_bn(cfg.model)
+    print_log(
+        f'distributed on CPU: gloo process group, rank {dist.get_rank()} of '
+        f'{dist.get_world_size()}; SyncBN needs CUDA: {replaced} SyncBN '
+        'config(s) fall back to BN (statistics per process)',
+        logger='current')
+    return True

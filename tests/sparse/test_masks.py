@@ -121,3 +121,5 @@ def test_bool_masks_lists_every_masked_layer_as_bool():
         assert list(got) == ['a', 'b']
         assert all(m.dtype == torch.bool for m in got.values())
         assert got['b'].tolist() == [[True, True, False, False], [False] * 4]
+    # a device moves them (the meta device stands in for an accelerator)
+    assert masks.bool_masks('meta')['a'].device.type == 'meta'

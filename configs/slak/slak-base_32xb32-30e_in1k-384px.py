@@ -66,4 +66,6 @@ auto_scale_lr = dict(base_batch_size=1024)
 custom_hooks = [
     dict(type='SparseTrainingHook', init='checkpoint', dynamic=False),
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
 ]

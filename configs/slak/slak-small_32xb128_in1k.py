@@ -15,4 +15,6 @@ custom_hooks = [
         prune_rate=0.3,
         growth='random'),
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
 ]

@@ -17,6 +17,10 @@ train_dataloader = dict(batch_size=128)
 
 optim_wrapper = dict(optimizer=dict(lr=4e-3), clip_grad=None)
 
+# checkpoints and the last_checkpoint pointer written atomically; a failed
+# write names the file and the reason
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
 custom_hooks = [
     dict(
         type='SparseTrainingHook',
@@ -27,6 +31,8 @@ custom_hooks = [
         prune_rate=0.5,
         growth='random'),
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
 ]
 
 # base_batch_size = (32 GPUs) x (128 samples per GPU)

@@ -145,7 +145,10 @@ class RandomStateHook(Hook):
         self._latest = (
             all_gather_object(state) if get_world_size() > 1 else [state])
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         self._capture()
 
@@ -214,10 +217,12 @@ class RandomStateHook(Hook):
     @staticmethod
     def _check_loader(runner, saved: dict) -> None:
         now = loader_record(runner)
-        keys = ('seed', 'sampler', 'sampler_seed', 'batch_size',
-                'num_workers', 'world_size')
-        changed = [f'{k}: {saved.get(k)!r} -> {now[k]!r}' for k in keys
-                   if saved.get(k) != now[k]]
+        keys = ('seed', 'sampler', 'sampler_seed', 'batch_size', 'num_workers',
+                'world_size')
+        changed = [
+            f'{k}: {saved.get(k)!r} -> {now[k]!r}' for k in keys
+            if saved.get(k) != now[k]
+        ]
         if now['persistent_workers'] and not hasattr(runner.train_loop,
                                                      'dataloader_iterator'):
             changed.append('persistent_workers=True in an epoch-based loop '

@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 RECIPE = osp.join(REPO, 'configs', 'slak', 'slak-tiny_32xb128_in1k.py')
 CLASSES = ('a', 'b', 'c')
 
@@ -25,8 +25,14 @@ def recipe_overrides(root: str, by_epoch: bool, length: int, interval: int,
                      val: int, workers: int, seed) -> tuple:
     """Sizes only; the recipe's random components all stay: (keys merged
     into the recipe, keys replaced)."""
-    loop = (dict(type='EpochBasedTrainLoop', max_epochs=length)
-            if by_epoch else dict(type='IterBasedTrainLoop', max_iters=length))
+    loop = (
+        dict(type='EpochBasedTrainLoop', max_epochs=length)
+        if by_epoch else dict(type='IterBasedTrainLoop', max_iters=length))
+    # iteration-based: 12 iterations are one pass over the 48 images
+    # (mmengine sleeps 2 s at each pass); epoch-based: 12 images
+    train_set = dict(type='CustomDataset', data_root=root, data_prefix='train')
+    if by_epoch:
+        train_set['indices'] = 12
     val_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=32),
@@ -47,26 +53,42 @@ def recipe_overrides(root: str, by_epoch: bool, length: int, interval: int,
         'default_hooks.checkpoint.by_epoch': by_epoch,
         'randomness.seed': seed,
     }, {
-        'model.backbone.arch': dict(depths=[1, 1], dims=[8, 16]),
-        'train_dataloader.dataset': dict(
-            type='CustomDataset', data_root=root, data_prefix='train'),
-        'val_dataloader': dict(
-            batch_size=4, num_workers=0, sampler=dict(
-                type='DefaultSampler', shuffle=False),
-            dataset=dict(type='CustomDataset', data_root=root,
-                         data_prefix='train', pipeline=val_pipeline)),
-        'val_evaluator': dict(type='Accuracy', topk=(1, )),
-        'train_cfg': dict(val_interval=val, **loop),
+        'model.backbone.arch':
+        dict(depths=[1, 1], dims=[8, 16]),
+        'train_dataloader.dataset':
+        train_set,
+        'val_dataloader':
+        dict(
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dict(
+                type='CustomDataset',
+                data_root=root,
+                indices=6,
+                data_prefix='train',
+                pipeline=val_pipeline)),
+        'val_evaluator':
+        dict(type='Accuracy', topk=(1, )),
+        'train_cfg':
+        dict(val_interval=val, **loop),
         'param_scheduler': [
-            dict(type='LinearLR', start_factor=1e-3, by_epoch=False,
-                 begin=0, end=3),
-            dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False,
-                 begin=3)
+            dict(
+                type='LinearLR',
+                start_factor=1e-3,
+                by_epoch=False,
+                begin=0,
+                end=3),
+            dict(
+                type='CosineAnnealingLR',
+                eta_min=1e-5,
+                by_epoch=False,
+                begin=3)
         ],
     }
 
 
-def make_dataset(root: str, per_class: int = 4, size: int = 40) -> None:
+def make_dataset(root: str, per_class: int = 16, size: int = 40) -> None:
     """``root/train/<class>/<i>.jpg``: noisy crops of scikit-image photos,
     one photo per class."""
     from PIL import Image
@@ -111,10 +133,9 @@ def write_config(path: str,
     hooks = {h['type']: h for h in cfg.custom_hooks}
     hooks['SparseTrainingHook'].update(update_interval=2)
     hooks['EMAHook'].update(momentum=0.1)
-    if 'RandomStateHook' not in hooks:  # TODO: from the recipe itself
-        cfg.custom_hooks.append(dict(type='RandomStateHook'))
-        cfg.custom_imports['imports'].append(
-            'mmslak.engine.hooks.random_state_hook')
+    # the recipe's own fault-tolerance hooks
+    assert 'RandomStateHook' in hooks, cfg.custom_hooks
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     cfg.dump(path)
     return path
 
@@ -192,9 +213,10 @@ def differences(a, b, path='') -> list:
             for d in differences(x, y, f'{path}[{i}]')
         ]
     if torch.is_tensor(a) and torch.is_tensor(b):
-        same = (a.dtype == b.dtype and a.shape == b.shape and torch.equal(
-            a.reshape(-1).view(torch.uint8),
-            b.reshape(-1).view(torch.uint8)))
+        same = (
+            a.dtype == b.dtype and a.shape == b.shape and torch.equal(
+                a.reshape(-1).view(torch.uint8),
+                b.reshape(-1).view(torch.uint8)))
         return [] if same else [f'{path}: tensors differ']
     return [] if type(a) is type(b) and a == b else [f'{path}: {a!r} != {b!r}']
 

@@ -123,6 +123,11 @@ class AtomicCheckpointHook(CheckpointHook):
         staging = osp.join(runner.work_dir, '.pointer')
         os.makedirs(staging, exist_ok=True)
         previous = getattr(self, 'last_ckpt', None)
+        pointer = osp.join(runner.work_dir, POINTER)
+        named = previous
+        if named is None and osp.isfile(pointer):  # resumed: ask the pointer
+            with open(pointer) as f:
+                named = f.read().strip()
         try:
             super()._save_checkpoint_with_step(
                 _PointerStaging(runner, staging), step, meta)
@@ -133,7 +138,7 @@ class AtomicCheckpointHook(CheckpointHook):
             reason = e.strerror or str(e)
             raise CheckpointWriteError(
                 e.errno, f'could not write the checkpoint {failed}: '
-                f'{reason}; the previous checkpoint ({previous}) is '
+                f'{reason}; the previous checkpoint ({named or "none"}) is '
                 'unchanged') from e
         if is_main_process():
             os.replace(

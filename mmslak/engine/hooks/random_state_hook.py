@@ -50,7 +50,8 @@ def restore_random_state(state: dict) -> None:
 def loader_record(runner) -> dict:
     """What decides the data stream and the workers' seeds on this rank:
     mmengine's ``worker_init_fn`` seeds worker ``w`` of rank ``r`` with
-    ``num_workers * r + w + seed``; the sampler orders by its own seed."""
+    ``num_workers * r + w + seed``; the sampler orders by its own seed, and
+    its position is the checkpoint's ``meta`` epoch and iteration."""
     loader = runner.train_dataloader
     sampler = getattr(loader, 'sampler', None)
     workers = int(getattr(loader, 'num_workers', 0))
@@ -63,8 +64,6 @@ def loader_record(runner) -> dict:
         num_workers=workers,
         persistent_workers=bool(getattr(loader, 'persistent_workers', False)),
         worker_seeds=[workers * rank + w + seed for w in range(workers)],
-        epoch=runner.epoch,
-        iter=runner.iter,
         world_size=get_world_size())
 
 

@@ -17,4 +17,6 @@ custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     # every random state in the checkpoints: --resume repeats the run
     dict(type='RandomStateHook'),
+    # a NaN/inf loss stops the run before it reaches the weights
+    dict(type='FiniteLossHook'),
 ]

@@ -33,6 +33,8 @@ custom_hooks = [
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     # every random state in the checkpoints: --resume repeats the run
     dict(type='RandomStateHook'),
+    # a NaN/inf loss stops the run before it reaches the weights
+    dict(type='FiniteLossHook'),
 ]
 
 # base_batch_size = (32 GPUs) x (128 samples per GPU)

@@ -51,13 +51,8 @@ def load_weights(module: nn.Module,
     Returns:
         (missing keys, unexpected keys)
     """
-    from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            state = ckpt[key]
-            break
+    from mmslak.checkpoint import get_state_dict, read_checkpoint
+    state = get_state_dict(read_checkpoint(checkpoint))
     own = set(module.state_dict())
     if prefix is None and not own & set(state) and any(
             k.startswith('backbone.') for k in state):
@@ -202,27 +197,18 @@ def build_model(config: Union[str, Config],
                 checkpoint: Optional[str] = None,
                 cfg_options: Optional[dict] = None,
                 drop_auxiliary_head: bool = True) -> nn.Module:
-    """Build the full model of a config in eval mode, for counting/timing.
-
-    Pretrained ``init_cfg`` entries are dropped (nothing is downloaded),
-    SyncBN is reverted to BN, and, like mmseg's ``get_flops``, a
-    segmentor's auxiliary head (used only in training) is removed.
-    """
+    """:func:`mmslak.apis.init_model` (pretrained ``init_cfg`` dropped,
+    ``checkpoint`` loaded strictly), then, for counting and timing, SyncBN
+    reverted to BN and, like mmseg's ``get_flops``, a segmentor's
+    auxiliary head (used only in training) removed."""
     from mmengine.model import revert_sync_batchnorm
-    cfg = load_config(config, cfg_options) if isinstance(config,
-                                                         str) else config
-    scope = cfg.get('default_scope', 'mmpretrain')
-    model_cfg = copy.deepcopy(cfg.model)
-    drop_pretrained_init(model_cfg)
-    model = build_from_cfg(model_cfg, scope)
+
+    from mmslak.apis import init_model
+    model = init_model(config, checkpoint, cfg_options=cfg_options)
     if drop_auxiliary_head and getattr(model, 'auxiliary_head',
                                        None) is not None:
         model.auxiliary_head = None
-    model = revert_sync_batchnorm(model)
-    if checkpoint is not None:
-        load_weights(model, checkpoint, prefix='')
-    model.eval()
-    return model
+    return revert_sync_batchnorm(model).eval()
 
 
 def dummy_inputs(

@@ -1,8 +1,8 @@
 """Checked checkpoint loading: weights-only unpickling with clear errors.
 
-:func:`load_checkpoint_file` replaces mmengine's loader for local paths (see
-:func:`register_checked_local_loader`), so ``load_from``, ``resume`` and
-``init_cfg=dict(type='Pretrained', ...)`` all go through it.
+:func:`read_checkpoint` is mmslak's one reader (local paths through
+:func:`load_checkpoint_file`, other schemes through mmengine's
+``CheckpointLoader``); mmengine's own local loader is left as it is.
 """
 import os
 import os.path as osp
@@ -19,8 +19,7 @@ __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
     'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
-    'register_checked_local_loader', 'read_checkpoint',
-    'load_state_dict_checked'
+    'read_checkpoint', 'load_state_dict_checked'
 ]
 
 
@@ -218,7 +217,8 @@ def read_checkpoint(filename,
     registered weights-only loaders for every remote scheme)."""
     if '://' in str(filename):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(filename, map_location)
+        with torch.serialization.safe_globals(list(extra_safe_globals)):
+            return CheckpointLoader.load_checkpoint(filename, map_location)
     return load_checkpoint_file(
         filename,
         map_location=map_location,
@@ -300,15 +300,3 @@ def load_pretrained_backbone(
         (f'; ignored checkpoint keys: {skipped}' if skipped else ''),
         logger='current')
     return loaded
-
-
-def load_from_local_checked(filename, map_location):
-    return load_checkpoint_file(filename, map_location=map_location)
-
-
-def register_checked_local_loader() -> None:
-    """Make mmengine load local checkpoints (``load_from``, ``resume``,
-    ``Pretrained`` init) through :func:`load_checkpoint_file`."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_checked, force=True)

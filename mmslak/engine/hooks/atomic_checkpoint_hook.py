@@ -1,10 +1,12 @@
-"""mmengine's CheckpointHook made safe against kills and full disks."""
+"""mmengine's CheckpointHook made safe against kills and full disks: every
+local write atomic, torn leftovers repaired at the next start, failed writes
+reported with the file and the reason."""
 import os
 import os.path as osp
 import re
-import shutil
+import tempfile
 import zipfile
-from typing import List, Optional
+from typing import List
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
@@ -23,14 +25,12 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (the previous one is intact)."""
 
 
-class _PointerStaging:
-    """The runner as CheckpointHook sees it, with ``work_dir`` moved to a
-    staging folder: upstream writes ``last_checkpoint`` there with a plain
-    ``open()``, and we move it into place with one atomic rename."""
+class _WorkDirProxy:
+    """The runner, except that ``work_dir`` is another folder."""
 
-    def __init__(self, runner, staging: str) -> None:
+    def __init__(self, runner, work_dir: str) -> None:
         self._runner = runner
-        self.work_dir = staging
+        self.work_dir = work_dir
 
     def __getattr__(self, name):
         return getattr(self._runner, name)
@@ -44,29 +44,32 @@ def _is_complete(path: str) -> bool:
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` (same arguments) for runs that must survive faults.
+    """``CheckpointHook`` (same arguments) that never leaves a torn file.
 
-    - checkpoints go through the ``'atomic_local'`` backend by default (a
-      temporary file, fsync, rename): a kill mid-write leaves the previous
-      checkpoint intact;
-    - the ``last_checkpoint`` pointer is written to a staging folder and
-      renamed into place, so it is never torn;
-    - at the start of a run, temporaries left by a killed write are removed
-      and a pointer to a missing or truncated checkpoint is repaired to the
-      newest complete one (each with a log line), before auto-resume reads
-      it;
-    - a write that fails (disk full, read-only folder) raises
+    mmengine 0.10.7's hook writes checkpoints through the file backend that
+    ``backend_args`` selects, but the ``last_checkpoint`` pointer (which
+    ``resume='auto'`` reads) with a plain ``open(..., 'w')``. This hook:
+
+    - selects mmslak's ``'atomic_local'`` backend for local output folders
+      (temporary file, fsync, ``os.replace``; other ``backend_args`` /
+      remote ``out_dir`` are left alone), so a kill mid-write leaves the
+      previous checkpoint intact, and writes the pointer the same way;
+    - at the start of a run, removes the temporaries of a killed write and
+      repairs a pointer to a missing or truncated checkpoint to the newest
+      complete one (each with a log line), before auto-resume reads it;
+    - turns a write that fails (disk full, read-only folder) into
       :class:`CheckpointWriteError` naming the file and the reason; the
       pointer still names the previous checkpoint.
 
     Example::
 
-        default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook',
-                                             interval=1))
+        default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
     """
 
-    def __init__(self, *args, backend_args: Optional[dict] = None, **kwargs):
-        if backend_args is None:
+    def __init__(self, *args, backend_args=None, **kwargs) -> None:
+        out_dir = kwargs.get('out_dir')
+        local = out_dir is None or '://' not in str(out_dir)
+        if backend_args is None and local and 'file_client_args' not in kwargs:
             backend_args = dict(backend='atomic_local')
         super().__init__(*args, backend_args=backend_args, **kwargs)
 
@@ -77,9 +80,6 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_run(runner)
 
     def _remove_temporaries(self, runner) -> None:
-        staging = osp.join(runner.work_dir, '.pointer')
-        if osp.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
         for name in sorted(os.listdir(runner.work_dir)):
             if _TEMPORARY.match(name):
                 os.remove(osp.join(runner.work_dir, name))
@@ -120,26 +120,23 @@ class AtomicCheckpointHook(CheckpointHook):
         return [p for p in paths if _is_complete(p)]
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        staging = osp.join(runner.work_dir, '.pointer')
-        os.makedirs(staging, exist_ok=True)
-        previous = getattr(self, 'last_ckpt', None)
         pointer = osp.join(runner.work_dir, POINTER)
-        named = previous
-        if named is None and osp.isfile(pointer):  # resumed: ask the pointer
+        previous = getattr(self, 'last_ckpt', None)
+        if previous is None and osp.isfile(pointer):  # resumed: ask the file
             with open(pointer) as f:
-                named = f.read().strip()
+                previous = f.read().strip()
         try:
-            super()._save_checkpoint_with_step(
-                _PointerStaging(runner, staging), step, meta)
+            # mmengine writes the pointer into runner.work_dir with open();
+            # let it write into a scratch folder, then publish it atomically
+            with tempfile.TemporaryDirectory() as scratch:
+                super()._save_checkpoint_with_step(
+                    _WorkDirProxy(runner, scratch), step, meta)
         except OSError as e:
-            failed = self.last_ckpt
-            self.last_ckpt = previous
+            failed, self.last_ckpt = self.last_ckpt, previous
             runner.message_hub.update_info('last_ckpt', previous)
-            reason = e.strerror or str(e)
             raise CheckpointWriteError(
                 e.errno, f'could not write the checkpoint {failed}: '
-                f'{reason}; the previous checkpoint ({named or "none"}) is '
-                'unchanged') from e
+                f'{e.strerror or e}; the previous checkpoint '
+                f'({previous or "none"}) is unchanged') from e
         if is_main_process():
-            os.replace(
-                osp.join(staging, POINTER), osp.join(runner.work_dir, POINTER))
+            atomic_write_bytes(str(self.last_ckpt).encode(), pointer)

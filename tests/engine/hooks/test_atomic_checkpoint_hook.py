@@ -1,6 +1,7 @@
-"""AtomicCheckpointHook: failed writes name the file and the reason and
-keep the previous checkpoint; torn pointers and temporaries left by a kill
-are repaired at the next start."""
+"""AtomicCheckpointHook: checkpoints AND the last_checkpoint pointer are
+written through a temporary file and os.replace; failed writes name the
+file and the reason and keep the previous checkpoint; torn pointers and
+temporaries left by a kill are repaired at the next start."""
 import errno
 import os
 import os.path as osp
@@ -14,7 +15,8 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401
-from mmslak.checkpoint import load_checkpoint_file
+import mmslak.checkpoint.atomic as atomic
+from mmslak.checkpoint import AtomicLocalBackend, load_checkpoint_file
 from mmslak.engine.hooks import AtomicCheckpointHook, CheckpointWriteError
 
 
@@ -64,12 +66,6 @@ def _runner(work_dir, max_iters=4, resume=False):
 def _pointer(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
-
-
-def test_default_backend_is_atomic():
-    assert AtomicCheckpointHook().backend_args == dict(backend='atomic_local')
-    ours = dict(backend='local')
-    assert AtomicCheckpointHook(backend_args=ours).backend_args == ours
 
 
 def _disk_fills_up(monkeypatch, written):
@@ -197,3 +193,55 @@ def test_temporaries_of_a_killed_write_are_removed(tmp_path, caplog):
     text = _start_and_log(tmp_path, caplog)
     assert 'removed the temporary file .iter_4.pth.k2j3h4.tmp' in text
     assert not stale.exists() and mine.exists()
+
+
+def test_every_write_is_atomic(plain_runner, tmp_path, monkeypatch):
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        replaced.append(os.path.basename(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, 'replace', spy)
+    work_dir = str(tmp_path / 'work')
+    runner = plain_runner.build_runner(
+        work_dir,
+        4,
+        checkpoint=dict(
+            type='AtomicCheckpointHook', interval=2, by_epoch=False))
+    runner.train()
+    hook = [h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)]
+    assert len(hook) == 1
+    assert isinstance(hook[0].file_backend, AtomicLocalBackend)
+    assert replaced == [
+        'iter_2.pth', 'last_checkpoint', 'iter_4.pth', 'last_checkpoint'
+    ]
+    with open(os.path.join(work_dir, 'last_checkpoint')) as f:
+        assert f.read() == os.path.join(work_dir, 'iter_4.pth')
+    # nothing left behind: no temporary files, no scratch folder
+    names = set(os.listdir(work_dir))
+    assert {'iter_2.pth', 'iter_4.pth', 'last_checkpoint'} <= names
+    assert not [n for n in names if n.endswith('.tmp') or n.startswith('.')]
+    # resume='auto' follows the pointer
+    resumed = plain_runner.build_runner(work_dir, 6, resume=True)
+    resumed.train()
+    assert resumed.iter == 6
+
+
+def test_plain_hook_pointer_is_not_atomic(plain_runner, tmp_path, monkeypatch):
+    """The oracle for the test above: mmengine's own hook writes neither
+    file through os.replace."""
+    replaced = []
+    monkeypatch.setattr(atomic.os, 'replace', lambda s, d: replaced.append(d))
+    plain_runner.build_runner(str(tmp_path), 2).train()
+    assert replaced == []
+
+
+@pytest.mark.parametrize('kwargs, backend', [
+    (dict(), dict(backend='atomic_local')),
+    (dict(out_dir='s3://bucket/ckpt'), None),
+    (dict(backend_args=dict(backend='local')), dict(backend='local')),
+])
+def test_backend_choice(kwargs, backend):
+    assert AtomicCheckpointHook(**kwargs).backend_args == backend

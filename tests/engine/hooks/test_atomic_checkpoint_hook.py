@@ -138,19 +138,12 @@ def test_read_only_folder_names_file_and_reason(tmp_path, monkeypatch):
     assert load_checkpoint_file(_pointer(tmp_path))['meta']['iter'] == 2
 
 
-def _start_and_log(work_dir, caplog):
-    runner = _runner(work_dir, max_iters=4, resume=True)
-    # MMLogger calls its own handlers only
-    runner.logger.addHandler(caplog.handler)
-    try:
-        runner.train()
-    finally:
-        runner.logger.removeHandler(caplog.handler)
-    return caplog.text
+def _start_and_log(work_dir, train_logged):
+    return train_logged(_runner(work_dir, max_iters=4, resume=True))
 
 
 @pytest.mark.parametrize('damage', ['empty', 'truncated', 'missing'])
-def test_torn_pointer_is_repaired_at_start(tmp_path, caplog, damage):
+def test_torn_pointer_is_repaired_at_start(tmp_path, train_logged, damage):
     _runner(tmp_path, max_iters=4).train()
     pointer = osp.join(tmp_path, 'last_checkpoint')
     newest = osp.join(tmp_path, 'iter_4.pth')
@@ -161,7 +154,7 @@ def test_torn_pointer_is_repaired_at_start(tmp_path, caplog, damage):
         open(newest, 'wb').write(data[:len(data) // 2])
     else:
         os.remove(newest)
-    text = _start_and_log(tmp_path, caplog)
+    text = _start_and_log(tmp_path, train_logged)
     expected = {
         'empty': 'is empty',
         'truncated': 'which is truncated',
@@ -176,21 +169,21 @@ def test_torn_pointer_is_repaired_at_start(tmp_path, caplog, damage):
     assert load_checkpoint_file(newest)['meta']['iter'] == 4
 
 
-def test_no_complete_checkpoint_left(tmp_path, caplog):
+def test_no_complete_checkpoint_left(tmp_path, train_logged):
     open(tmp_path / 'iter_2.pth', 'wb').write(b'PK\x03\x04 not a zip')
     open(tmp_path / 'last_checkpoint', 'w').write(str(tmp_path / 'iter_2.pth'))
-    text = _start_and_log(tmp_path, caplog)
+    text = _start_and_log(tmp_path, train_logged)
     assert 'no complete checkpoint is left' in text
     assert load_checkpoint_file(_pointer(tmp_path))['meta']['iter'] == 4
 
 
-def test_temporaries_of_a_killed_write_are_removed(tmp_path, caplog):
+def test_temporaries_of_a_killed_write_are_removed(tmp_path, train_logged):
     _runner(tmp_path, max_iters=2).train()
     stale = tmp_path / '.iter_4.pth.k2j3h4.tmp'
     stale.write_bytes(b'half a checkpoint')
     mine = tmp_path / '.notes.tmp'  # not a checkpoint temporary: kept
     mine.write_bytes(b'x')
-    text = _start_and_log(tmp_path, caplog)
+    text = _start_and_log(tmp_path, train_logged)
     assert 'removed the temporary file .iter_4.pth.k2j3h4.tmp' in text
     assert not stale.exists() and mine.exists()
 

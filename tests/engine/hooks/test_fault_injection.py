@@ -112,9 +112,12 @@ def _done(work_dir: str) -> int:
 
 
 def _kill_point(rng: random.Random, by_epoch: bool, done: int):
-    """A seeded (event, n-th occurrence) sure to happen, or a delay."""
-    kinds = [k for k in KINDS if k == 'time' or _remaining(k, done, by_epoch)]
-    event = rng.choice(kinds)
+    """A seeded (event, n-th occurrence) sure to happen, or a delay; None
+    once the run's last checkpoint is saved (the round then finishes)."""
+    kinds = [k for k in KINDS if k != 'time' and _remaining(k, done, by_epoch)]
+    if not kinds:
+        return None
+    event = rng.choice(kinds + ['time'])
     if event == 'time':  # mostly during start-up (runner, model, data)
         return event, round(rng.uniform(0.2, 1.5), 2)
     return event, rng.randint(1, _remaining(event, done, by_epoch))

@@ -72,15 +72,11 @@ def test_nan_stops_with_iteration_terms_and_checkpoint(tmp_path):
                        runner.model.fc.weight.detach())
 
 
-def test_nan_step_skipped(tmp_path, caplog):
+def test_nan_step_skipped(tmp_path, train_logged):
     runner = _runner(tmp_path, 'skip')
-    runner.logger.addHandler(caplog.handler)
-    try:
-        runner.train()
-    finally:
-        runner.logger.removeHandler(caplog.handler)
-    assert 'skipped the step: loss nan at iteration 3' in caplog.text
-    assert caplog.text.count('skipped the step') == 1
+    text = train_logged(runner)
+    assert 'skipped the step: loss nan at iteration 3' in text
+    assert text.count('skipped the step') == 1
     assert torch.isfinite(runner.model.fc.weight).all()
     assert runner.iter == 5
 

@@ -149,15 +149,10 @@ def test_validation_does_not_change_training(tmp_path, val_interval):
         assert not torch.equal(c, d)
 
 
-def test_resume_without_states_warns(tmp_path, caplog):
+def test_resume_without_states_warns(tmp_path, train_logged):
     _runner(tmp_path / 'a', False, 3).train()
-    runner = _runner(tmp_path / 'a', True, 4, resume=True)
-    runner.logger.addHandler(caplog.handler)
-    try:
-        runner.train()
-    finally:
-        runner.logger.removeHandler(caplog.handler)
-    assert 'has no random states (saved without this hook)' in caplog.text
+    text = train_logged(_runner(tmp_path / 'a', True, 4, resume=True))
+    assert 'has no random states (saved without this hook)' in text
 
 
 def test_seed_none_resumes_with_the_checkpoint_seed(tmp_path):

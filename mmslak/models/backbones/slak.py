@@ -114,8 +114,10 @@ class SLaK(BaseBackbone):
         with_cp: gradient checkpointing per block.
         deploy: build the reparameterised form (see
             :meth:`switch_to_deploy`), to load fused checkpoints.
-        init_cfg: mmengine init config, e.g.
-            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+        init_cfg: mmengine init config, e.g. mmslak's strict
+            ``dict(type='PretrainedStrict', checkpoint=...,
+            prefix='backbone.')`` (see
+            :class:`mmslak.checkpoint.PretrainedStrictInit`).
     """
     arch_settings: Dict[str, dict] = {
         'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
@@ -319,49 +321,6 @@ class SLaK(BaseBackbone):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
-
-    def init_weights(self) -> None:
-        """Run ``init_cfg``; a ``Pretrained`` entry is loaded strictly.
-
-        mmengine's Pretrained init loads with ``strict=False`` and only logs
-        what did not match; here any missing, unexpected or mismatched
-        backbone key raises (via :mod:`mmslak.checkpoint`), except layout
-        differences between ImageNet and dense-prediction checkpoints: the
-        per-stage output norms may be absent as a whole, and a classifier's
-        ``norm``/``head`` keys are ignored.
-        """
-        cfgs = self.init_cfg
-        if not isinstance(cfgs, list):
-            cfgs = [cfgs]
-        pretrained = [
-            c for c in cfgs
-            if isinstance(c, dict) and c.get('type') == 'Pretrained'
-        ]
-        if not pretrained:
-            return super().init_weights()
-        if len(pretrained) > 1:
-            raise ValueError('init_cfg has more than one Pretrained entry: '
-                             f'{pretrained}')
-        original = self.init_cfg
-        self.init_cfg = [
-            c for c in cfgs if c is not None and c is not pretrained[0]
-        ] or None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = original
-        from mmslak.checkpoint import load_pretrained_backbone
-        cfg = pretrained[0]
-        load_pretrained_backbone(
-            self,
-            cfg['checkpoint'],
-            prefix=cfg.get('prefix'),
-            map_location=cfg.get('map_location', 'cpu'),
-            new_layer_prefixes=[
-                f'{self.norm_name(i)}.' for i in self.out_indices
-            ],
-            allow_unexpected=['head.', 'norm.'] +
-            [f'norm{i}.' for i in range(self.num_stages)])
 
     def switch_to_deploy(self) -> 'SLaK':
         """Fold BNs and the small kernel into two strip convs per block."""

@@ -15,6 +15,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList, Sequential
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from mmpretrain.models.backbones.convnext import ConvNeXt
 from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -347,34 +348,8 @@ class SLaK(BaseBackbone):
         return self
 
     # ------------------------------------------------------ layer-wise decay
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer id of a parameter for layer-wise learning-rate decay.
-
-        Follows ConvNeXt's convention (mmpretrain), which the paper's
-        fine-tuning recipes use: the stem is layer 0, stages 1-2 are layers
-        1-2, stage 3 is split into groups of three blocks, stage 4 is the
-        last layer; anything outside the backbone is ``max + 1``.
-
-        Returns:
-            Tuple[int, int]: the layer id and the total number of layers.
-        """
-        max_layer_id = 12 if self.depths[-2] > 9 else 6
-        if not param_name.startswith(prefix):
-            return max_layer_id + 1, max_layer_id + 2
-        name = param_name[len(prefix):]
-        parts = name.split('.')
-        if name.startswith('downsample_layers'):
-            stage_id = int(parts[1])
-            layer_id = stage_id + 1 if stage_id in (1, 2) else (
-                0 if stage_id == 0 else max_layer_id)
-        elif name.startswith('stages'):
-            stage_id, block_id = int(parts[1]), int(parts[2])
-            if stage_id in (0, 1):
-                layer_id = stage_id + 1
-            elif stage_id == 2:
-                layer_id = min(3 + block_id // 3, max_layer_id - 1)
-            else:
-                layer_id = max_layer_id
-        else:
-            layer_id = max_layer_id + 1
-        return layer_id, max_layer_id + 2
+    # mmpretrain's ConvNeXt convention, which the paper's fine-tuning recipes
+    # use (same attribute names: depths, downsample_layers, stages): the
+    # stem is layer 0, stages 1-2 are layers 1-2, stage 3 in groups of three
+    # blocks, stage 4 is the last layer; anything else is ``max + 1``.
+    get_layer_depth = ConvNeXt.get_layer_depth

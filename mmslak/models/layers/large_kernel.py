@@ -35,6 +35,8 @@ class LayerNorm2d(nn.LayerNorm):
 
     Works on NCHW and channels_last tensors alike; for a channels_last input
     both permutes are free and the output stays channels_last.
+    Ours, not mmpretrain's LayerNorm2d: that one ends in ``.contiguous()``,
+    which copies a channels_last output back to NCHW at every norm.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:

@@ -2,7 +2,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import setup
 
 # What ships in mmslak/.mim (OpenMMLab's convention): mmengine resolves

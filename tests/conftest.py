@@ -42,6 +42,12 @@ def plain_runner():
 
 
 @pytest.fixture
+def repo_root():
+    """The checkout under test."""
+    return REPO
+
+
+@pytest.fixture
 def checkout_env():
     """Environment for a child process that imports THIS checkout."""
     env = dict(os.environ)

@@ -39,10 +39,10 @@ def run_child(args, env, cwd=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_import_keeps_mmengine_backends_and_loaders(checkout_env, tmp_path):
-    from conftest import REPO
+def test_import_keeps_mmengine_backends_and_loaders(repo_root, checkout_env,
+                                                    tmp_path):
     got = run_child(['-c', SNAPSHOT], checkout_env, cwd=str(tmp_path))
-    assert got['file'].startswith(os.path.join(REPO, 'mmslak'))
+    assert got['file'].startswith(os.path.join(repo_root, 'mmslak'))
     before, after = got['before'], got['after']
     # file backends: mmengine's objects unchanged, one new name added
     assert set(after['backends']) - set(before['backends']) == {'atomic_local'}

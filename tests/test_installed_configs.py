@@ -52,10 +52,9 @@ USER_CONFIGS = {
 
 
 @pytest.mark.slow
-def test_plain_install_serves_configs(tmp_path):
-    from conftest import REPO
+def test_plain_install_serves_configs(repo_root, tmp_path):
     src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
-    shutil.copytree(REPO, src, ignore=IGNORE)
+    shutil.copytree(repo_root, src, ignore=IGNORE)
     install = subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps',
         '--no-build-isolation', '--no-cache-dir', '--target',

@@ -11,7 +11,8 @@ from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cli import enable_amp, parse_with_launcher, set_work_dir
+from mmslak.utils.cli import (enable_amp, parse_with_launcher,
+                              seed_from_resumed_checkpoint, set_work_dir)
 from mmslak.utils.dist import setup_cpu_distributed
 
 
@@ -63,6 +64,7 @@ def build_train_cfg(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    seed_from_resumed_checkpoint(cfg)
     # SyncBN on a non-distributed run: mmengine's Runner.wrap_model reverts
     # it to BN itself (launcher 'none'), so nothing to do here.
     setup_cpu_distributed(cfg)  # gloo + BN when there is no CUDA

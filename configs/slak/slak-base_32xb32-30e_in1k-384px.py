@@ -85,4 +85,8 @@ train_cfg = dict(max_epochs=30)  # the recipe's --epochs 30
 # no EMA (the recipe has no --model_ema); static masks from the checkpoint
 custom_hooks = [
     dict(type='SparseTrainingHook', init='checkpoint', dynamic=False),
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
+    # a NaN/inf loss stops the run before it reaches the weights
+    dict(type='FiniteLossHook'),
 ]

@@ -18,4 +18,8 @@ custom_hooks = [
         final_prune_rate=0.005,
         growth='random'),
     {{_base_.ema_hook}},
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
+    # a NaN/inf loss stops the run before it reaches the weights
+    dict(type='FiniteLossHook'),
 ]

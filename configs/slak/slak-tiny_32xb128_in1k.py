@@ -53,6 +53,11 @@ ema_hook = dict(
     momentum=1e-4,
     update_buffers=True,
     priority='ABOVE_NORMAL')
+
+# checkpoints and the last_checkpoint pointer written atomically; a failed
+# write names the file and the reason
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
 # the command's --sparse --sparsity 0.4 --sparse_init snip -u 2000
 # --prune_rate 0.5 --growth random; sparse_core.py: every 2-D / 4-D weight
 # (no --only-L), CosineDecay of the prune rate to eta_min 0.005; -u counts
@@ -68,4 +73,8 @@ custom_hooks = [
         final_prune_rate=0.005,
         growth='random'),
     ema_hook,
+    # every random state in the checkpoints: --resume repeats the run
+    dict(type='RandomStateHook'),
+    # a NaN/inf loss stops the run before it reaches the weights
+    dict(type='FiniteLossHook'),
 ]

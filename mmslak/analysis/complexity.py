@@ -20,7 +20,6 @@ Where the densities come from (``density_source``):
   the paper's classifiers are sparse everywhere (head included), its
   downstream models in the backbone only.
 """
-import contextlib
 from typing import Dict, Optional
 
 import torch
@@ -103,10 +102,7 @@ def reference_conv():
     kernels larger than the feature map or run an FFT, which the tracer
     would count as fewer (or no) MACs. The papers count full kernels.
     """
-    try:
-        from mmslak.ops import dispatch
-    except ImportError:  # an op without dispatch modes is plain already
-        return contextlib.nullcontext()
+    from mmslak.ops import dispatch
     return dispatch('reference')
 
 

@@ -253,25 +253,26 @@ def build_slak_classifier(arch: str = 'tiny',
     from mmpretrain.registry import MODELS
 
     import mmslak  # noqa: F401  (registers SLaK)
-    backbone = dict(
-        type='SLaK',
-        arch=arch,
-        kernel_sizes=kernel_sizes,
-        width_factor=width_factor,
-        init_cfg=None)
+    backbone = MODELS.build(
+        dict(
+            type='SLaK',
+            arch=arch,
+            kernel_sizes=kernel_sizes,
+            width_factor=width_factor,
+            init_cfg=None))
     if num_classes is None:
         wrapper = nn.Module()
-        wrapper.backbone = MODELS.build(backbone)
+        wrapper.backbone = backbone
         return wrapper
     return MODELS.build(
         dict(
             type='ImageClassifier',
-            backbone=backbone,
+            backbone=backbone,  # built once: the head needs its width
             neck=None,
             head=dict(
                 type='LinearClsHead',
                 num_classes=num_classes,
-                in_channels=MODELS.build(backbone).channels[-1])))
+                in_channels=backbone.channels[-1])))
 
 
 def save_converted(checkpoint: dict, filepath: str) -> None:

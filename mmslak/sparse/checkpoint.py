@@ -1,10 +1,59 @@
-"""Reading masks out of checkpoints."""
+"""Reading masks out of checkpoints, and their compact (bit-packed) form
+in ``checkpoint['sparsity']``."""
 from collections import OrderedDict
-from typing import Dict, Union
+from typing import Dict, Sequence, Union
 
 import torch
 
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
+PACKBITS = 'packbits'
+_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A bool tensor as uint8 bytes, 8 elements per byte, most significant
+    bit first (numpy's ``packbits`` order), in C order; CPU."""
+    flat = mask.detach().reshape(-1).to('cpu', torch.uint8)
+    flat = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)])
+    return (flat.view(-1, 8) * _BIT_WEIGHTS).sum(1, dtype=torch.uint8)
+
+
+def unpack_mask(bits: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`pack_mask`: a bool tensor of ``shape``."""
+    numel = 1
+    for size in shape:
+        numel *= int(size)
+    if bits.dtype != torch.uint8 or bits.numel() != -(-numel // 8):
+        raise ValueError(f'packed mask of {bits.numel()} {bits.dtype} bytes '
+                         f'cannot hold shape {tuple(shape)}')
+    flat = (bits.reshape(-1, 1) & _BIT_WEIGHTS.to(bits.device)) != 0
+    return flat.reshape(-1)[:numel].reshape(tuple(shape))
+
+
+def encode_sparsity_state(state: dict) -> dict:
+    """``SparseTrainingHook`` state with ``masks`` and ``explored`` (bool
+    tensors) bit-packed: 2 bits per masked weight instead of 2 bytes."""
+    out = dict(state, version=2, mask_format=PACKBITS)
+    out['shapes'] = OrderedDict(
+        (n, list(m.shape)) for n, m in state['masks'].items())
+    for key in ('masks', 'explored'):
+        out[key] = OrderedDict(
+            (n, pack_mask(m)) for n, m in state.get(key, {}).items())
+    return out
+
+
+def decode_sparsity_state(state: dict) -> dict:
+    """Bool ``masks`` / ``explored`` of a saved sparsity state, bit-packed
+    (:func:`encode_sparsity_state`) or saved as bool tensors (version 1)."""
+    out = dict(state)
+    packed = state.get('mask_format') == PACKBITS
+    for key in ('masks', 'explored'):
+        out[key] = OrderedDict(
+            (n, unpack_mask(v, state['shapes'][n]) if packed else v.bool())
+            for n, v in state.get(key, {}).items())
+    out.pop('mask_format', None)
+    out.pop('shapes', None)
+    return out
 
 
 def checkpoint_state_dict(ckpt: dict) -> dict:
@@ -29,7 +78,7 @@ def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
         raise TypeError(f'expected a checkpoint dict, got {type(ckpt)}')
     sparsity = ckpt.get('sparsity')
     if isinstance(sparsity, dict) and 'masks' in sparsity:
-        return OrderedDict((k, v.bool()) for k, v in sparsity['masks'].items())
+        return decode_sparsity_state(sparsity)['masks']
     masks = OrderedDict()
     for name, value in checkpoint_state_dict(ckpt).items():
         if (torch.is_tensor(value) and value.is_floating_point()

@@ -5,7 +5,7 @@ from typing import List, Union
 import torch
 
 from .checkpoint import (_BUFFER_SUFFIXES, checkpoint_state_dict,
-                         masks_from_checkpoint)
+                         decode_sparsity_state, masks_from_checkpoint)
 
 
 def sparsity_table(ckpt: Union[dict, str]) -> dict:
@@ -32,6 +32,8 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
         rows.append((name, tuple(mask.shape), int(mask.count_nonzero()),
                      mask.numel(), nonzero))
     sparsity = ckpt.get('sparsity')
+    if isinstance(sparsity, dict) and 'masks' in sparsity:
+        sparsity = decode_sparsity_state(sparsity)  # bool or bit-packed
     dense = sparsity.get('dense', []) if isinstance(sparsity, dict) else []
     for name in dense:  # in the sparse scope but left dense
         weight = state.get(name)

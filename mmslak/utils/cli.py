@@ -36,6 +36,28 @@ def set_work_dir(cfg: Config, work_dir, config_path: str) -> None:
                                 osp.splitext(osp.basename(config_path))[0])
 
 
+def seed_from_resumed_checkpoint(cfg: Config) -> None:
+    """With ``randomness.seed=None`` a resumed run would draw a new seed for
+    its sampler and data workers (mmengine restores the checkpoint's seed
+    only after building the dataloader): take the checkpoint's instead."""
+    randomness = dict(cfg.get('randomness') or {})
+    if not cfg.get('resume') or randomness.get('seed') is not None:
+        return
+    from mmengine.runner import find_latest_checkpoint
+
+    from mmslak.checkpoint import read_checkpoint
+    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    if not path or not osp.isfile(path):
+        return  # nothing to resume: mmengine starts afresh and says so
+    seed = read_checkpoint(path).get('meta', {}).get('seed')
+    if seed is not None:
+        cfg.randomness = dict(randomness, seed=seed)
+        print_log(
+            f'randomness.seed is None: resuming with the seed {seed} of '
+            f'{path}',
+            logger='current')
+
+
 def enable_amp(cfg: Config) -> None:
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper == 'AmpOptimWrapper':

@@ -12,7 +12,8 @@ from mmengine.optim import AmpOptimWrapper
 from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,
                         sparse_hook)
 
-from mmslak.sparse import cosine_prune_rate, sparsity_table
+from mmslak.sparse import (cosine_prune_rate, masks_from_checkpoint,
+                           sparsity_table)
 from mmslak.sparse.prune_grow import num_to_prune
 
 
@@ -206,7 +207,7 @@ def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
     # as 'ema_state_dict': both are sparse
     ckpt = torch.load(
         tmp_path / 'iter_6.pth', map_location='cpu', weights_only=True)
-    masks = ckpt['sparsity']['masks']
+    masks = masks_from_checkpoint(ckpt)  # bit-packed in the file
     for name, mask in masks.items():
         ema = ckpt['ema_state_dict']['module.' + name]
         assert (ema[~mask] == 0).all() and (ema[mask] != 0).any(), name
@@ -268,7 +269,7 @@ def test_static_sparse_finetune_from_checkpoint(sparse_run, tmp_path):
     work, _ = sparse_run
     ckpt = os.path.join(work, 'iter_6.pth')
     saved = torch.load(ckpt, map_location='cpu', weights_only=True)
-    masks = saved['sparsity']['masks']
+    masks = masks_from_checkpoint(saved)  # bit-packed in the file
     # the summary tool reads the Runner checkpoint: scope density 0.6
     table = sparsity_table(ckpt)
     assert table['source'] == 'sparsity'

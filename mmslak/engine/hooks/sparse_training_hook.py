@@ -9,7 +9,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
-from mmslak.sparse.checkpoint import masks_from_checkpoint
+from mmslak.sparse.checkpoint import (decode_sparsity_state,
+                                      encode_sparsity_state,
+                                      masks_from_checkpoint)
 from mmslak.sparse.density import (densities_to_counts, erk_densities,
                                    random_mask, snip_counts, snip_scores,
                                    topk_indices, uniform_densities)
@@ -204,6 +206,12 @@ class SparseTrainingHook(Hook):
         elif self.init == 'checkpoint':
             masks = self._checkpoint_masks(runner, params)
         else:
+            if state is not None:  # load_from a sparse checkpoint
+                runner.logger.warning(
+                    'SparseTrainingHook: the loaded checkpoint carries '
+                    f'masks, but init={self.init!r} draws new ones (its '
+                    'weights are kept, its zero pattern is not); set '
+                    "init='checkpoint' to keep its masks")
             masks = self._drop_near_dense(
                 runner, self._initial_masks(runner, model, params))
         self.masks = SparseMasks(params, masks)
@@ -506,7 +514,7 @@ class SparseTrainingHook(Hook):
     # ------------------------------------------------------------------
     # checkpoints
     def state_dict(self) -> dict:
-        return dict(
+        state = dict(
             version=1,
             masks=self.masks.bool_masks('cpu'),
             explored=OrderedDict(
@@ -519,6 +527,8 @@ class SparseTrainingHook(Hook):
             init=self.init,
             scope=self.scope,
             dynamic=self.dynamic)
+        # masks and explored masks bit-packed: 1/16 of the fp32 weights
+        return encode_sparsity_state(state)
 
     def _load_schedule_state(self, state: dict) -> None:
         self.num_updates = int(state.get('num_updates', 0))
@@ -538,7 +548,8 @@ class SparseTrainingHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('sparsity')
-        self._loaded_state = state if isinstance(state, dict) else None
+        self._loaded_state = decode_sparsity_state(state) if isinstance(
+            state, dict) and 'masks' in state else None
 
     # ------------------------------------------------------------------
     # logging

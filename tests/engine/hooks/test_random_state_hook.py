@@ -1,0 +1,175 @@
+"""RandomStateHook: a resumed run draws the same random numbers as the
+uninterrupted one (python, numpy, torch; in the data pipeline, the model and
+between validations). The real recipe end to end is in
+test_fault_injection.py."""
+import os.path as osp
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import save_checkpoint
+from torch.utils.data import Dataset
+
+import mmslak  # noqa: F401
+from mmslak.checkpoint import load_checkpoint_file
+from mmslak.engine.hooks.random_state_hook import (capture_random_state,
+                                                   restore_random_state)
+from mmslak.utils.cli import seed_from_resumed_checkpoint
+
+
+def _draws():
+    return (random.random(), float(np.random.rand()), torch.rand(3).tolist())
+
+
+def test_capture_then_restore_repeats_every_generator():
+    state = capture_random_state()
+    first = _draws()
+    _draws()
+    restore_random_state(state)
+    assert _draws() == first
+    restore_random_state(state)
+    assert _draws() != _draws()  # the generators do move on
+
+
+class _NoisyData(Dataset):
+    """Augmentation with python's and numpy's generators (as mmcv's
+    transforms) in the main process (num_workers=0)."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        x = torch.full((4, ), float(i))
+        x = x + float(np.random.randn()) + random.random()
+        return dict(inputs=x, targets=i % 2)
+
+
+class _NoisyModel(BaseModel):
+    """Drop-path-like torch noise in training."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, inputs, targets=None, mode='tensor'):
+        if self.training:
+            inputs = inputs * (torch.rand_like(inputs) > 0.3)
+        logits = self.fc(inputs)
+        if mode == 'loss':
+            return dict(loss=F.cross_entropy(logits, targets))
+        return [dict(pred=p) for p in logits]
+
+
+class _Metric(BaseMetric):
+    """Draws during validation, as a DataLoader iterator does."""
+
+    def process(self, data_batch, data_samples):
+        torch.rand(1)
+        np.random.rand()
+        self.results.append(0.)
+
+    def compute_metrics(self, results):
+        return dict(score=0.)
+
+
+def _runner(work_dir, hook, max_iters, val_interval=2, resume=False):
+    loader = dict(
+        dataset=_NoisyData(),
+        sampler=dict(type='InfiniteSampler', shuffle=True),
+        batch_size=2,
+        collate_fn=dict(type='default_collate'))
+    torch.manual_seed(0)  # the same initial weights in every run
+    return Runner(
+        model=_NoisyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=loader,
+        val_dataloader=dict(loader, sampler=dict(type='DefaultSampler')),
+        val_evaluator=[_Metric()],
+        val_cfg=dict(),
+        train_cfg=dict(
+            by_epoch=False, max_iters=max_iters, val_interval=val_interval),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=3,
+                            by_epoch=False)),
+        custom_hooks=[dict(type='RandomStateHook')] if hook else [],
+        randomness=dict(seed=0),
+        resume=resume,
+        log_level='WARNING',
+        default_scope='mmengine')
+
+
+def _weights(path):
+    return load_checkpoint_file(path)['state_dict']['fc.weight']
+
+
+def _straight_and_resumed(tmp_path, hook, val_interval=2):
+    straight, resumed = tmp_path / f'{hook}s', tmp_path / f'{hook}r'
+    _runner(straight, hook, 6, val_interval).train()
+    # a run killed after its checkpoint at 3, resumed in a fresh runner
+    resumed.mkdir()
+    ckpt = load_checkpoint_file(str(straight / 'iter_3.pth'))
+    save_checkpoint(ckpt, str(resumed / 'iter_3.pth'))
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_3.pth'))
+    _runner(resumed, hook, 6, val_interval, resume=True).train()
+    return _weights(straight / 'iter_6.pth'), _weights(resumed / 'iter_6.pth')
+
+
+def test_resumed_equals_straight(tmp_path):
+    straight, resumed = _straight_and_resumed(tmp_path, hook=True)
+    assert torch.equal(straight, resumed) and torch.equal(resumed, straight)
+    ckpt = load_checkpoint_file(str(tmp_path / 'Trues' / 'iter_3.pth'))
+    saved = ckpt['random_states']
+    assert len(saved['ranks']) == 1
+    assert saved['loader']['sampler'] == 'InfiniteSampler'
+    assert saved['loader']['sampler_seed'] == saved['loader']['seed'] == 0
+    assert ckpt['meta']['iter'] == 3
+    # the test can fail: without the hook the resumed run differs
+    straight, resumed = _straight_and_resumed(tmp_path, hook=False)
+    assert not torch.equal(straight, resumed)
+
+
+@pytest.mark.parametrize('val_interval', [1, 100])
+def test_validation_does_not_change_training(tmp_path, val_interval):
+    _runner(tmp_path / 'a', True, 4, val_interval=val_interval).train()
+    _runner(tmp_path / 'b', True, 4, val_interval=3).train()
+    a, b = (_weights(tmp_path / d / 'iter_3.pth') for d in 'ab')
+    assert torch.equal(a, b)
+    if val_interval == 1:  # without the hook, validating changes training
+        _runner(tmp_path / 'c', False, 4, val_interval=1).train()
+        _runner(tmp_path / 'd', False, 4, val_interval=3).train()
+        c, d = (_weights(tmp_path / d / 'iter_3.pth') for d in 'cd')
+        assert not torch.equal(c, d)
+
+
+def test_resume_without_states_warns(tmp_path, train_logged):
+    _runner(tmp_path / 'a', False, 3).train()
+    text = train_logged(_runner(tmp_path / 'a', True, 4, resume=True))
+    assert 'has no random states (saved without this hook)' in text
+
+
+def test_seed_none_resumes_with_the_checkpoint_seed(tmp_path):
+    save_checkpoint(dict(meta=dict(seed=1234)), str(tmp_path / 'iter_2.pth'))
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
+    cfg = Config(
+        dict(
+            randomness=dict(seed=None, deterministic=False),
+            resume=True,
+            load_from=None,
+            work_dir=str(tmp_path)))
+    seed_from_resumed_checkpoint(cfg)
+    assert cfg.randomness == dict(seed=1234, deterministic=False)
+    # a seed set by the user, or no resume: untouched
+    for given in (dict(randomness=dict(seed=7), resume=True),
+                  dict(randomness=dict(seed=None), resume=False)):
+        cfg = Config(dict(given, load_from=None, work_dir=str(tmp_path)))
+        seed_from_resumed_checkpoint(cfg)
+        assert cfg.randomness.seed == given['randomness']['seed']
+    assert osp.isfile(tmp_path / 'iter_2.pth')

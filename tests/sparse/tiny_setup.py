@@ -75,7 +75,8 @@ def build_runner(work_dir,
                  name='tiny',
                  seed=0,
                  batch_size=4,
-                 max_epochs=None):
+                 max_epochs=None,
+                 sampler='DefaultSampler'):
     from mmengine.runner import Runner
     hooks = ([hook] if hook is not None else []) + list(extra_hooks)
     if optim_wrapper is None:
@@ -93,7 +94,7 @@ def build_runner(work_dir,
         experiment_name=name,
         train_dataloader=dict(
             dataset=RandomImages(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
+            sampler=dict(type=sampler, shuffle=True),
             collate_fn=dict(type='default_collate'),
             batch_size=batch_size,
             num_workers=0),

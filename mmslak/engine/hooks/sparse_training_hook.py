@@ -3,6 +3,7 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
 import torch
+from mmengine.dataset import InfiniteSampler
 from mmengine.dist import broadcast, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -307,6 +308,26 @@ class SparseTrainingHook(Hook):
                 'weight; training dense')
         return used
 
+    def _snip_batches(self, loader) -> list:
+        """The first ``snip_batches`` batches the training loop will see.
+
+        mmengine's InfiniteSampler iterates ONE shared index generator: a
+        throw-away iterator would consume it and, once closed, end it (the
+        training loop then stops with StopIteration). It draws from a fresh
+        generator instead, which starts where the shared one does.
+        """
+        sampler = getattr(loader.batch_sampler, 'sampler', loader.sampler)
+        shared = sampler.indices if isinstance(sampler,
+                                               InfiniteSampler) else None
+        if shared is not None:
+            sampler.indices = sampler._indices_of_rank()
+        try:
+            it = iter(loader)
+            return [next(it) for _ in range(self.snip_batches)]
+        finally:
+            if shared is not None:
+                sampler.indices = shared
+
     def _initial_masks(self, runner, model, params) -> Dict[str, torch.Tensor]:
         shapes = sparse_shapes(params)
         names = list(params)
@@ -316,8 +337,7 @@ class SparseTrainingHook(Hook):
         if self.init == 'snip':
             # every rank draws its batches, so that data loading stays
             # in step across ranks; only rank 0 scores them.
-            it = iter(runner.train_dataloader)
-            batches = [next(it) for _ in range(self.snip_batches)]
+            batches = self._snip_batches(runner.train_dataloader)
         codes = None
         if get_rank() == 0:
             masks = OrderedDict()

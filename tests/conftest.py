@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -15,3 +19,39 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHILD = ('import runpy, sys; import mmslak; '
+          "print('MMSLAK_FILE=' + mmslak.__file__, flush=True); "
+          'sys.argv = sys.argv[1:]; '
+          "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.fixture
+def run_tool(tmp_path):
+    """Run ``tools/<script> args`` as a child process importing THIS
+    checkout (asserted through the ``mmslak.__file__`` it prints), with
+    the working folder ``tmp_path``; returns the CompletedProcess, its
+    stdout and stderr joined in ``.output``."""
+
+    def run(script, *args, env=None, timeout=600):
+        child_env = dict(os.environ, **(env or {}))
+        child_env['PYTHONPATH'] = REPO_ROOT
+        proc = subprocess.run([
+            sys.executable, '-c', _CHILD,
+            os.path.join(REPO_ROOT, script), *map(str, args)
+        ],
+                              cwd=str(tmp_path),
+                              env=child_env,
+                              capture_output=True,
+                              text=True,
+                              timeout=timeout)
+        proc.output = proc.stdout + proc.stderr
+        first = proc.stdout.splitlines()[0] if proc.stdout else ''
+        assert first.startswith('MMSLAK_FILE='), proc.output[-3000:]
+        assert os.path.realpath(first[len('MMSLAK_FILE='):]).startswith(
+            os.path.realpath(REPO_ROOT) + os.sep), first
+        return proc
+
+    return run

@@ -4,10 +4,11 @@ Importing this package registers, in the upstream registries, the SLaK
 backbone (``type='mmpretrain.SLaK'``) and the pieces the paper needs that
 upstream lacks.
 """
+from . import apis  # noqa: F401,E402  (init_model)
 from . import checkpoint  # noqa: F401,E402  (safe loading, atomic writes)
-from . import engine  # noqa: F401,E402  (layer-decay constructor)
+from . import engine  # noqa: F401,E402  (hooks, layer-decay constructor)
 from . import models  # noqa: F401,E402  (registers the backbone)
-from . import sparse  # noqa: F401,E402  (SparseTrainingHook)
+from . import sparse  # noqa: F401,E402  (masks, prune/grow)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -10,8 +10,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
-from mmslak.engine.cli_utils import (enable_amp, parse_with_launcher,
-                                     set_work_dir, task_family)
+from mmslak.apis import task_family
+from mmslak.utils.cli import enable_amp, parse_with_launcher, set_work_dir
 
 
 def parse_args():

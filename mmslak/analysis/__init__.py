@@ -1,7 +1,7 @@
 """The paper's analyses: effective receptive field, dense and sparse
 parameter/FLOP counts, and throughput."""
 from .builder import (BACKBONE_ALIASES, TensorForward, build_erf_backbone,
-                      build_model, dummy_inputs, load_config, task_of)
+                      build_model, dummy_inputs, task_of)
 from .complexity import (count_complexity, densities_from_masks,
                          densities_from_weights, masks_from_checkpoint_file,
                          sparsifiable_layers, uniform_densities)
@@ -12,11 +12,10 @@ from .throughput import measure_throughput, switch_to_deploy
 
 __all__ = [
     'BACKBONE_ALIASES', 'TensorForward', 'build_erf_backbone', 'build_model',
-    'dummy_inputs', 'load_config', 'task_of', 'count_complexity',
-    'densities_from_masks', 'densities_from_weights',
-    'masks_from_checkpoint_file', 'sparsifiable_layers', 'uniform_densities',
-    'DEFAULT_THRESHOLDS', 'compute_erf', 'fallback_images',
-    'high_contribution_area_ratios', 'input_gradient_map', 'load_images',
-    'normalize_erf', 'plot_erfs', 'preprocess', 'measure_throughput',
-    'switch_to_deploy'
+    'dummy_inputs', 'task_of', 'count_complexity', 'densities_from_masks',
+    'densities_from_weights', 'masks_from_checkpoint_file',
+    'sparsifiable_layers', 'uniform_densities', 'DEFAULT_THRESHOLDS',
+    'compute_erf', 'fallback_images', 'high_contribution_area_ratios',
+    'input_gradient_map', 'load_images', 'normalize_erf', 'plot_erfs',
+    'preprocess', 'measure_throughput', 'switch_to_deploy'
 ]

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 
+from mmslak.apis import drop_pretrained_init, load_config
+
 #: Backbones the ERF tool knows by name, so the paper's comparison needs no
 #: config file. ``kernel_sizes`` etc. can still be overridden.
 BACKBONE_ALIASES: Dict[str, dict] = {
@@ -23,53 +25,6 @@ BACKBONE_ALIASES: Dict[str, dict] = {
     'convnext-base': dict(type='mmpretrain.ConvNeXt', arch='base'),
     'replknet-31b': dict(type='mmpretrain.RepLKNet', arch='31B'),
 }
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load a config file (``mmseg::...`` style paths work), merge
-    ``cfg_options`` and import ``mmslak`` plus the config's
-    ``custom_imports``."""
-    import mmslak  # noqa: F401  (registers SLaK in mmpretrain's MODELS)
-    if '::' in path:  # e.g. 'mmpretrain::convnext/convnext-tiny_...py'
-        from mmengine.hub import get_config
-        cfg = get_config(path)
-    else:
-        cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    imports = cfg.get('custom_imports')
-    if imports:
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**imports)
-    return cfg
-
-
-def drop_pretrained_init(cfg: Union[dict, list]) -> int:
-    """Remove ``init_cfg=dict(type='Pretrained', ...)`` entries in place.
-
-    Analysis does not need (and must not download) pretrained weights;
-    a checkpoint given to the tool is loaded explicitly instead.
-    Returns the number of entries removed.
-    """
-    removed = 0
-    if isinstance(cfg, dict):
-        init = cfg.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            cfg['init_cfg'] = None
-            removed += 1
-        elif isinstance(init, list):
-            kept = [
-                c for c in init
-                if not (isinstance(c, dict) and c.get('type') == 'Pretrained')
-            ]
-            removed += len(init) - len(kept)
-            cfg['init_cfg'] = kept or None
-        for value in cfg.values():
-            removed += drop_pretrained_init(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            removed += drop_pretrained_init(value)
-    return removed
 
 
 def build_from_cfg(model_cfg: dict, scope: str) -> nn.Module:

@@ -19,7 +19,8 @@ __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
     'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
-    'register_checked_local_loader'
+    'register_checked_local_loader', 'read_checkpoint',
+    'load_state_dict_checked'
 ]
 
 
@@ -209,13 +210,35 @@ def check_state_dict(
     raise CheckpointMismatchError('\n'.join(lines))
 
 
-def _load_any(checkpoint: str, map_location) -> dict:
-    if '://' in str(checkpoint):  # URLs etc.: through mmengine's scheme
-        # table, where mmslak.checkpoint.remote registered weights-only
-        # loaders for every remote scheme.
+def read_checkpoint(filename,
+                    map_location='cpu',
+                    extra_safe_globals: Iterable = ()) -> dict:
+    """Read a checkpoint weights-only, from a local path or any scheme
+    mmengine's ``CheckpointLoader`` knows (URLs etc.: mmslak.checkpoint.remote
+    registered weights-only loaders for every remote scheme)."""
+    if '://' in str(filename):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(checkpoint, map_location)
-    return load_checkpoint_file(checkpoint, map_location=map_location)
+        return CheckpointLoader.load_checkpoint(filename, map_location)
+    return load_checkpoint_file(
+        filename,
+        map_location=map_location,
+        extra_safe_globals=extra_safe_globals)
+
+
+def load_state_dict_checked(module: nn.Module,
+                            checkpoint: dict,
+                            source: str = 'the checkpoint') -> None:
+    """Copy ``checkpoint``'s state dict (DDP ``module.`` prefixes stripped)
+    into ``module``; any missing, unexpected or mismatched key raises
+    :class:`CheckpointMismatchError` listing them, before anything is
+    copied."""
+    state_dict = get_state_dict(checkpoint)
+    check_state_dict(
+        state_dict,
+        module.state_dict(),
+        source=source,
+        target=type(module).__name__)
+    module.load_state_dict(state_dict, strict=True)
 
 
 def load_pretrained_backbone(
@@ -241,7 +264,7 @@ def load_pretrained_backbone(
     Returns:
         dict: what was loaded.
     """
-    ckpt = _load_any(checkpoint, map_location)
+    ckpt = read_checkpoint(checkpoint, map_location)
     state_dict = get_state_dict(ckpt)
     if prefix:
         if not prefix.endswith('.'):

@@ -1,5 +1,4 @@
 """Training-time pieces upstream lacks (registered in mmengine's root
 registries, so every OpenMMLab codebase's configs can use them)."""
-from .layer_decay import LayerDecayOptimWrapperConstructor, get_layer_id
-
-__all__ = ['LayerDecayOptimWrapperConstructor', 'get_layer_id']
+from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403

@@ -20,9 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
+from mmslak.engine.hooks import SparseTrainingHook
 from mmslak.models.backbones.slak import SLaK
-from mmslak.sparse import (SparseMasks, SparseTrainingHook,
-                           densities_to_counts, random_mask,
+from mmslak.sparse import (SparseMasks, densities_to_counts, random_mask,
                            select_sparse_params, uniform_densities)
 from mmslak.sparse.scope import sparse_shapes
 

@@ -47,7 +47,7 @@ class ToyClassifier(BaseModel):
 
 def sparse_hook_available() -> bool:
     try:
-        from mmslak.sparse import SparseTrainingHook  # noqa: F401
+        from mmslak.engine.hooks import SparseTrainingHook  # noqa: F401
     except ImportError:
         return False
     return True

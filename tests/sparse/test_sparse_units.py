@@ -9,12 +9,12 @@ import torch.nn as nn
 from tiny_setup import TinySLaKClassifier
 from torch.testing import assert_close
 
-from mmslak.sparse import (SparseMasks, SparseTrainingHook, cosine_prune_rate,
-                           densities_to_counts, erk_densities, grow_gradient,
-                           grow_random, masks_from_checkpoint, prune_magnitude,
-                           random_mask, reset_optimizer_state,
-                           select_sparse_params, snip_counts, snip_scores,
-                           uniform_densities)
+from mmslak.engine.hooks import SparseTrainingHook
+from mmslak.sparse import (SparseMasks, cosine_prune_rate, densities_to_counts,
+                           erk_densities, grow_gradient, grow_random,
+                           masks_from_checkpoint, prune_magnitude, random_mask,
+                           reset_optimizer_state, select_sparse_params,
+                           snip_counts, snip_scores, uniform_densities)
 from mmslak.sparse.scope import sparse_shapes
 from mmslak.sparse.summary import format_sparsity_table, sparsity_table
 

@@ -114,7 +114,7 @@ def build_runner(work_dir,
 
 
 def sparse_hook(runner):
-    from mmslak.sparse import SparseTrainingHook
+    from mmslak.engine.hooks import SparseTrainingHook
     return [h for h in runner.hooks if isinstance(h, SparseTrainingHook)][0]
 
 

@@ -21,10 +21,10 @@ from mmengine.logging import MMLogger
 
 from mmslak.analysis import (TensorForward, build_model, count_complexity,
                              densities_from_masks, densities_from_weights,
-                             dummy_inputs, load_config,
-                             masks_from_checkpoint_file, task_of,
+                             dummy_inputs, masks_from_checkpoint_file, task_of,
                              uniform_densities)
 from mmslak.analysis.complexity import format_count
+from mmslak.apis import load_config
 
 DEFAULT_SHAPES = {
     'classification': (224, 224),

@@ -18,9 +18,10 @@ import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from mmslak.analysis import (build_model, dummy_inputs, load_config,
-                             measure_throughput, switch_to_deploy, task_of)
+from mmslak.analysis import (build_model, dummy_inputs, measure_throughput,
+                             switch_to_deploy, task_of)
 from mmslak.analysis.builder import TensorForward
+from mmslak.apis import load_config
 
 
 def parse_args(argv=None):

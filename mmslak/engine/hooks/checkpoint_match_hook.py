@@ -5,7 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from .loading import check_state_dict, compare_state_dicts
+from mmslak.checkpoint.loading import check_state_dict, compare_state_dicts
 
 __all__ = ['CheckpointMatchHook']
 

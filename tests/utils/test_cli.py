@@ -6,9 +6,9 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmslak.engine.cli_utils import (dump_metric, enable_amp,
-                                     enable_visualization, set_work_dir,
-                                     task_family)
+from mmslak.apis import task_family
+from mmslak.utils.cli import (dump_metric, enable_amp, enable_visualization,
+                              set_work_dir)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -9,13 +9,15 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
-from .checkpoint import load_checkpoint_safely, masks_from_checkpoint
-from .density import (densities_to_counts, erk_densities, random_mask,
-                      snip_counts, snip_scores, topk_indices,
-                      uniform_densities)
-from .masks import SparseMasks
-from .prune_grow import cosine_prune_rate, num_to_prune, reset_optimizer_state
-from .scope import select_sparse_params, sparse_shapes
+from mmslak.sparse.checkpoint import (load_checkpoint_safely,
+                                      masks_from_checkpoint)
+from mmslak.sparse.density import (densities_to_counts, erk_densities,
+                                   random_mask, snip_counts, snip_scores,
+                                   topk_indices, uniform_densities)
+from mmslak.sparse.masks import SparseMasks
+from mmslak.sparse.prune_grow import (cosine_prune_rate, num_to_prune,
+                                      reset_optimizer_state)
+from mmslak.sparse.scope import select_sparse_params, sparse_shapes
 
 INITS = ('snip', 'erk', 'uniform', 'checkpoint')
 GROWTHS = ('random', 'gradient')

@@ -9,8 +9,6 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
-
 
 def parse_with_launcher(parser: argparse.ArgumentParser,
                         argv=None) -> argparse.Namespace:
@@ -27,26 +25,6 @@ def parse_with_launcher(parser: argparse.ArgumentParser,
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def task_family(cfg: Config) -> str:
-    """'mmpretrain', 'mmseg' or 'mmdet', from ``default_scope`` (set by
-    every upstream ``default_runtime``) or else the model type."""
-    scope = cfg.get('default_scope')
-    if scope in FAMILIES:
-        return scope
-    model_type = str(cfg.get('model', {}).get('type', ''))
-    prefix = model_type.split('.')[0] if '.' in model_type else ''
-    if prefix in FAMILIES:
-        return prefix
-    if model_type in ('ImageClassifier', ):
-        return 'mmpretrain'
-    if model_type in ('EncoderDecoder', 'CascadeEncoderDecoder'):
-        return 'mmseg'
-    raise ValueError(
-        f'cannot tell the task of this config: default_scope={scope!r}, '
-        f'model.type={model_type!r}; set default_scope to one of '
-        f'{FAMILIES}')
 
 
 def set_work_dir(cfg: Config, work_dir, config_path: str) -> None:

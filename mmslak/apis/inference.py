@@ -1,0 +1,156 @@
+"""The one config -> model path of mmslak (every tool builds through it).
+
+Like mmseg's ``init_model`` / mmdet's ``init_detector`` / mmpretrain's
+``get_model``, but for any of the three task families (told apart by the
+config), and the checkpoint is read weights-only with mmslak's clear errors.
+"""
+import copy
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+import torch.nn as nn
+from mmengine.config import Config
+
+FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
+ConfigType = Union[str, Path, Config]
+
+
+def load_config(config: ConfigType,
+                cfg_options: Optional[dict] = None) -> Config:
+    """A config from a path (``pkg::path`` prefixes work) or a Config (then
+    copied), ``cfg_options`` merged, ``mmslak`` and the config's
+    ``custom_imports`` imported."""
+    import mmslak  # noqa: F401  (registers SLaK and the package name)
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+    elif isinstance(config, (str, Path)):
+        cfg = Config.fromfile(str(config))
+    else:
+        raise TypeError('config must be a filename or a Config object, got '
+                        f'{type(config).__name__}')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    imports = cfg.get('custom_imports')
+    if imports:
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**imports)
+    return cfg
+
+
+def task_family(cfg: Config) -> str:
+    """'mmpretrain', 'mmseg' or 'mmdet', from ``default_scope`` (set by
+    every upstream ``default_runtime``) or else the model type."""
+    scope = cfg.get('default_scope')
+    if scope in FAMILIES:
+        return scope
+    model_type = str(cfg.get('model', {}).get('type', ''))
+    prefix = model_type.split('.')[0] if '.' in model_type else ''
+    if prefix in FAMILIES:
+        return prefix
+    if model_type in ('ImageClassifier', ):
+        return 'mmpretrain'
+    if model_type in ('EncoderDecoder', 'CascadeEncoderDecoder'):
+        return 'mmseg'
+    raise ValueError(
+        f'cannot tell the task of this config: default_scope={scope!r}, '
+        f'model.type={model_type!r}; set default_scope to one of '
+        f'{FAMILIES}')
+
+
+def drop_pretrained_init(cfg: Union[dict, list]) -> int:
+    """Remove ``init_cfg=dict(type='Pretrained...')`` entries in place (as
+    upstream ``init_model`` functions do: nothing is downloaded; a
+    checkpoint given to :func:`init_model` is loaded instead).
+
+    Returns the number of entries removed.
+    """
+
+    def pretrained(init) -> bool:
+        return isinstance(init, dict) and str(init.get(
+            'type', '')).startswith('Pretrained')
+
+    removed = 0
+    if isinstance(cfg, dict):
+        init = cfg.get('init_cfg')
+        if pretrained(init):
+            cfg['init_cfg'] = None
+            removed += 1
+        elif isinstance(init, list):
+            kept = [c for c in init if not pretrained(c)]
+            removed += len(init) - len(kept)
+            cfg['init_cfg'] = kept or None
+        if cfg.get('pretrained') is not None:
+            cfg['pretrained'] = None
+            removed += 1
+        for value in cfg.values():
+            removed += drop_pretrained_init(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            removed += drop_pretrained_init(value)
+    return removed
+
+
+def _dataset_meta(checkpoint: Optional[dict], cfg: Config) -> Optional[dict]:
+    """``dataset_meta`` from the checkpoint (mmengine's ``dataset_meta`` or
+    the 0.x/2.x ``CLASSES``/``PALETTE``), else the test dataset class's
+    ``METAINFO`` updated by the config's ``metainfo`` (nothing is read)."""
+    meta = (checkpoint or {}).get('meta') or {}
+    if 'dataset_meta' in meta:
+        return dict(meta['dataset_meta'])
+    if 'CLASSES' in meta:
+        found = dict(classes=meta['CLASSES'])
+        if 'PALETTE' in meta:
+            found['palette'] = meta['PALETTE']
+        return found
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    if not dataset.get('type'):
+        return None
+    from mmengine.registry import DATASETS
+    with DATASETS.switch_scope_and_registry(task_family(cfg)) as registry:
+        cls = registry.get(dataset['type'])
+    if cls is None or not hasattr(cls, 'METAINFO'):
+        return None
+    return {**copy.deepcopy(cls.METAINFO), **dict(dataset.get('metainfo', {}))}
+
+
+def init_model(config: ConfigType,
+               checkpoint: Optional[str] = None,
+               device: str = 'cpu',
+               cfg_options: Optional[dict] = None) -> nn.Module:
+    """Build the model of an mmpretrain / mmseg / mmdet config, in eval
+    mode on ``device``.
+
+    Pretrained ``init_cfg`` entries are dropped (nothing is downloaded;
+    the weights are PyTorch's defaults unless ``checkpoint`` is given).
+    ``checkpoint`` is read weights-only (local path or URL) and must match
+    the model exactly, else :class:`~mmslak.checkpoint.CheckpointMismatchError`
+    lists the keys. As upstream, ``model.cfg`` is the config and
+    ``model.dataset_meta`` comes from the checkpoint's meta, else from the
+    config's test dataset.
+    """
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmslak.checkpoint import load_state_dict_checked, read_checkpoint
+    cfg = load_config(config, cfg_options)
+    family = task_family(cfg)
+    model_cfg = copy.deepcopy(cfg.model)
+    drop_pretrained_init(model_cfg)
+    init_default_scope(cfg.get('default_scope') or family)
+    model = MODELS.build(model_cfg)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = read_checkpoint(checkpoint, map_location='cpu')
+        load_state_dict_checked(
+            model, ckpt, source=f'checkpoint '
+            f'{checkpoint!r}')
+    dataset_meta = _dataset_meta(ckpt, cfg)
+    if dataset_meta is not None:
+        model.dataset_meta = dataset_meta
+    elif family != 'mmpretrain':
+        warnings.warn('no dataset_meta in the checkpoint nor in the '
+                      "config's test dataset: model.dataset_meta not set")
+    model.cfg = cfg
+    model.to(device)
+    model.eval()
+    return model

@@ -1,0 +1,1 @@
+"""Helpers of the command-line tools (not training-engine code)."""

@@ -18,6 +18,9 @@ from mmslak.sparse.masks import SparseMasks
 from mmslak.sparse.prune_grow import (cosine_prune_rate, num_to_prune,
                                       reset_optimizer_state)
 from mmslak.sparse.scope import select_sparse_params, sparse_shapes
+from mmslak.sparse.validation import (check_density, check_exclude,
+                                      check_masks_keep_weights,
+                                      check_masks_matched)
 
 INITS = ('snip', 'erk', 'uniform', 'checkpoint')
 GROWTHS = ('random', 'gradient')
@@ -98,8 +101,8 @@ class SparseTrainingHook(Hook):
                  mask_prefix_map: Optional[Dict[str, str]] = None,
                  seed: Optional[int] = None,
                  log_per_layer: bool = True) -> None:
-        if not 0. < density <= 1.:
-            raise ValueError(f'density must be in (0, 1], got {density}')
+        density = check_density(density)
+        exclude = check_exclude(exclude)
         if init not in INITS:
             raise ValueError(f'init must be one of {INITS}, got {init!r}')
         if growth not in GROWTHS:
@@ -166,6 +169,7 @@ class SparseTrainingHook(Hook):
             masks = self._checkpoint_masks(runner, params)
         else:
             masks = self._initial_masks(runner, model, params)
+            check_masks_keep_weights(masks, self.density)
         self.masks = SparseMasks(params, masks)
         if resumed:
             self._load_schedule_state(state)
@@ -194,6 +198,7 @@ class SparseTrainingHook(Hook):
                     break
             renamed[name] = mask
         used = OrderedDict((n, m) for n, m in renamed.items() if n in params)
+        check_masks_matched(used, renamed, params, source)
         for name, mask in used.items():
             if tuple(mask.shape) != tuple(params[name].shape):
                 raise ValueError(f'mask {name} from {source} has shape '

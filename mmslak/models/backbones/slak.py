@@ -20,6 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmslak.ops import memory_format_of, preferred_memory_format
 from ..layers.large_kernel import DecomposedLargeKernelConv, LayerNorm2d
+from .slak_args import check_slak_args
 
 
 class SLaKBlock(BaseModule):
@@ -157,8 +158,8 @@ class SLaK(BaseBackbone):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         depths, base_dims, arch_kernels = self._parse_arch(arch)
-        if width_factor <= 0:
-            raise ValueError(f'width_factor must be > 0, got {width_factor}')
+        channels = check_slak_args(depths, base_dims, width_factor,
+                                   drop_path_rate, in_channels)
         kernel_sizes = tuple(kernel_sizes if kernel_sizes is not None else
                              arch_kernels or self.default_kernel_sizes)
         self.num_stages = len(depths)
@@ -172,7 +173,7 @@ class SLaK(BaseBackbone):
                                  f'integer, got {k!r} (all: '
                                  f'{list(kernel_sizes)})')
         self.depths = list(depths)
-        self.channels = [int(d * width_factor) for d in base_dims]
+        self.channels = channels
         self.kernel_sizes = kernel_sizes
         self.small_kernel = small_kernel
         self.in_channels = in_channels

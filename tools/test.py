@@ -6,13 +6,15 @@ checkpoint: mIoU for mmseg, mAP / COCO AP for mmdet, top-1 for mmpretrain.
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cli import (dump_metric, enable_visualization,
+from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.utils.cli import (check_checkpoint_match, dump_metric,
+                              enable_visualization, exit_on_checkpoint_error,
                               parse_with_launcher, set_work_dir)
 
 
@@ -31,9 +33,15 @@ def parse_args():
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='load a checkpoint that does not match the model: skip (and '
+        'only log) missing, unexpected and mismatched keys; without it '
+        'any mismatch stops with the list of keys and exit status 1')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value')
     return parse_with_launcher(parser)
 
@@ -47,6 +55,8 @@ def build_test_cfg(args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     family = task_family(cfg)
     set_work_dir(cfg, args.work_dir, args.config)
+    check_checkpoint_match(
+        cfg, strict=True, allow_partial=args.allow_partial_load)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         show_dir = osp.abspath(args.show_dir) if args.show_dir else None
@@ -56,14 +66,15 @@ def build_test_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    cfg = build_test_cfg(args)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            dump_metric(task_family(cfg), args.out))
-    runner.test()
+    with exit_on_checkpoint_error():
+        cfg = build_test_cfg(args)
+        runner = (
+            Runner.from_cfg(cfg)
+            if 'runner_type' not in cfg else RUNNERS.build(cfg))
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(
+                dump_metric(task_family(cfg), args.out))
+        runner.test()
 
 
 if __name__ == '__main__':

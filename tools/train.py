@@ -5,13 +5,16 @@ OpenMMLab config, as mmpretrain's / mmseg's / mmdet's tools/train.py.
 """
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cli import enable_amp, parse_with_launcher, set_work_dir
+from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.utils.cli import (check_checkpoint_match, enable_amp,
+                              exit_on_checkpoint_error, parse_with_launcher,
+                              set_work_dir)
 
 
 def parse_args():
@@ -33,9 +36,15 @@ def parse_args():
         help='scale the lr by the actual total batch size '
         '(config auto_scale_lr.base_batch_size)')
     parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='load a checkpoint that does not match the model: skip (and '
+        'only log) missing, unexpected and mismatched keys; without it '
+        'any mismatch stops with the list of keys and exit status 1')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value (e.g. '
         'train_cfg.max_iters=100 model.backbone.init_cfg=None)')
     return parse_with_launcher(parser)
@@ -48,6 +57,8 @@ def build_train_cfg(args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     task_family(cfg)  # fails early on a config of unknown kind
     set_work_dir(cfg, args.work_dir, args.config)
+    check_checkpoint_match(
+        cfg, strict=False, allow_partial=args.allow_partial_load)
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:
@@ -69,11 +80,12 @@ def build_train_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    cfg = build_train_cfg(args)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    with exit_on_checkpoint_error():
+        cfg = build_train_cfg(args)
+        runner = (
+            Runner.from_cfg(cfg)
+            if 'runner_type' not in cfg else RUNNERS.build(cfg))
+        runner.train()
 
 
 if __name__ == '__main__':

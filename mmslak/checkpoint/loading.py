@@ -55,6 +55,30 @@ def _offending_global(msg: str) -> Optional[str]:
     return None
 
 
+# torch.save writes a zip archive (torch >= 1.6) or a bare pickle (legacy,
+# protocol >= 2, so it starts with the PROTO opcode 0x80).
+_TORCH_MAGICS = (b'PK\x03\x04', b'\x80')
+
+
+def _check_torch_format(filename, name: str) -> None:
+    """Refuse a file that is neither: torch's legacy loader otherwise fails
+    with a bare ``KeyError`` (e.g. "101" for a text file)."""
+    if hasattr(filename, 'read'):
+        if not hasattr(filename, 'seek'):
+            return
+        start = filename.tell()
+        head = filename.read(4)
+        filename.seek(start)
+    else:
+        with open(filename, 'rb') as f:
+            head = f.read(4)
+    if not head.startswith(_TORCH_MAGICS):
+        raise CorruptCheckpointError(
+            f'{name!r} is not a PyTorch checkpoint: it is neither a zip '
+            'archive (torch.save) nor a pickle (legacy torch.save); it '
+            f'starts with {head!r}')
+
+
 def load_checkpoint_file(filename,
                          map_location=None,
                          extra_safe_globals: Iterable = (),
@@ -90,6 +114,7 @@ def load_checkpoint_file(filename,
         raise CorruptCheckpointError(
             f'checkpoint {name!r} is empty (0 bytes); was its writing '
             'interrupted?')
+    _check_torch_format(filename, name)
     try:
         with torch.serialization.safe_globals(list(extra_safe_globals)):
             # Explicit weights_only=True: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD

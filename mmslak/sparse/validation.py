@@ -1,10 +1,12 @@
 """Checks of ``SparseTrainingHook``'s arguments and of the masks it is
 about to train with; each error names the parameter at fault."""
+import logging
 import numbers
 import re
 from typing import Dict, Sequence
 
 import torch
+from mmengine.logging import print_log
 
 __all__ = [
     'check_density', 'check_exclude', 'check_masks_keep_weights',
@@ -39,19 +41,31 @@ def check_exclude(exclude) -> list:
     return patterns
 
 
-def check_masks_keep_weights(masks: Dict[str, torch.Tensor],
-                             density: float) -> None:
-    """Refuse masks that leave a layer (or the whole scope) without any
-    active weight: such a layer outputs a constant."""
+def check_masks_keep_weights(masks: Dict[str, torch.Tensor], density: float,
+                             init: str) -> None:
+    """Refuse a density too small to give every masked layer one weight,
+    or (with the density-proportional inits 'uniform' / 'erk') one that
+    leaves a layer with no active weight: such a layer outputs a constant.
+    SNIP may legitimately empty a layer whose scores are all small (a
+    parallel branch, say): that is logged as a warning."""
     empty = [n for n, m in masks.items() if not bool(m.any())]
     if not empty:
+        return
+    active = sum(int(m.count_nonzero()) for m in masks.values())
+    if active >= len(masks) and init == 'snip':
+        print_log(
+            f'SparseTrainingHook: SNIP left {len(empty)} layers with no '
+            f'active weight: {empty[:5]}',
+            logger='current',
+            level=logging.WARNING)
         return
     smallest = min(m.numel() for m in masks.values())
     raise ValueError(
         f'SparseTrainingHook: density={density} leaves {len(empty)} of '
-        f'{len(masks)} layers with no active weight (e.g. {empty[:3]}); '
-        f'raise density (the smallest layer has {smallest} weights), or '
-        'keep small layers dense with exclude=[...]')
+        f'{len(masks)} layers with no active weight (e.g. {empty[:3]}; '
+        f'{active} active weights in all); raise density (the smallest '
+        f'layer has {smallest} weights), or keep small layers dense with '
+        'exclude=[...]')
 
 
 def check_masks_matched(used: Sequence[str], names: Sequence[str],

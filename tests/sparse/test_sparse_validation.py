@@ -55,9 +55,15 @@ def test_density_leaving_empty_layers(tmp_path, init):
     assert f'the smallest layer has {smallest} weights' in msg
 
 
+def test_density_too_small_for_snip(tmp_path):
+    runner = build_runner(tmp_path, _hook(density=1e-4, init='snip'))
+    with pytest.raises(ValueError, match='density=0.0001 leaves'):
+        runner.train()
+
+
 def test_density_keeping_every_layer_trains(tmp_path):
-    runner = build_runner(
-        tmp_path, _hook(density=0.3, init='uniform', dynamic=False))
+    runner = build_runner(tmp_path,
+                          _hook(density=0.3, init='uniform', dynamic=False))
     runner.train()
     assert all(c > 0 for c in sparse_hook(runner).masks.counts().values())
 

@@ -8,11 +8,12 @@ and exits with status 1 if there is any.
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.datasets.checker import check_dataset_cfg
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -27,7 +28,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value')
     return parser.parse_args(argv)
 

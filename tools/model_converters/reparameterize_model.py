@@ -13,11 +13,12 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint, save_checkpoint
 
 import mmslak  # noqa: F401  (registers SLaK)
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -25,7 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file of the training form')
     parser.add_argument('checkpoint', help='checkpoint of the training form')
     parser.add_argument('out', help='where to write the deploy checkpoint')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 
@@ -65,7 +66,14 @@ def main(argv=None) -> int:
         return 1
     meta = dict(checkpoint.get('meta', {}) or {})
     meta['deploy'] = True
-    save_checkpoint({'state_dict': model.state_dict(), 'meta': meta}, args.out)
+    try:  # mmslak's atomic backend: a failed write leaves nothing behind
+        save_checkpoint({
+            'state_dict': model.state_dict(),
+            'meta': meta
+        }, args.out)
+    except OSError as e:
+        print(f'error: {e}; nothing was written', file=sys.stderr)
+        return 1
     print(f'{switched} large-kernel layers re-parameterised; wrote '
           f'{osp.abspath(args.out)}')
     return 0

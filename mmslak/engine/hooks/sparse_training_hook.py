@@ -169,7 +169,7 @@ class SparseTrainingHook(Hook):
             masks = self._checkpoint_masks(runner, params)
         else:
             masks = self._initial_masks(runner, model, params)
-            check_masks_keep_weights(masks, self.density)
+            check_masks_keep_weights(masks, self.density, self.init)
         self.masks = SparseMasks(params, masks)
         if resumed:
             self._load_schedule_state(state)

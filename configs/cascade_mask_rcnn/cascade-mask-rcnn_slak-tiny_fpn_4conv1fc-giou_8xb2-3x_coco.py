@@ -8,7 +8,10 @@ _base_ = [
     'mmdet::convnext/'
     'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 ]
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# "Bad input")
+custom_imports = dict(
+    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -29,7 +32,9 @@ model = dict(
             prefix='backbone.')),
     neck=dict(in_channels=[124, 249, 499, 998]))
 
-train_dataloader = dict(batch_size=2)
+train_dataloader = dict(batch_size=2, dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     _delete_=True,

@@ -4,7 +4,10 @@
 # AdamW lr 1e-4 wd 0.05, 36 epochs (lr x0.1 at 27 and 33), 16 images per
 # batch (8 GPUs x 2), SyncBN.
 _base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py']
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# "Bad input")
+custom_imports = dict(
+    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -49,7 +52,7 @@ data_root = 'data/VOCdevkit/'
 
 def voc_trainval(year, pipeline=train_pipeline, root=data_root):
     return dict(
-        type='VOCDataset',
+        type='CheckedVOCDataset',
         data_root=root,
         ann_file=f'{year}/ImageSets/Main/trainval.txt',
         data_prefix=dict(sub_data_root=f'{year}/'),
@@ -66,7 +69,8 @@ train_dataloader = dict(
         ignore_keys=['dataset_type'],
         datasets=[voc_trainval('VOC2007'),
                   voc_trainval('VOC2012')]))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(
+    dataset=dict(type='CheckedVOCDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_epochs = 36

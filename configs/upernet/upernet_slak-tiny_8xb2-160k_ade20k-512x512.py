@@ -9,7 +9,10 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# "Bad input")
+custom_imports = dict(
+    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
@@ -37,8 +40,9 @@ param_scheduler = [
 ]
 
 # 8 GPUs x 2 images = 16 images per batch
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+train_dataloader = dict(
+    batch_size=2, dataset=dict(type='CheckedADE20KDataset'))
+val_dataloader = dict(batch_size=1, dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 

@@ -2,7 +2,10 @@
 # backbone swapped; the weights come from an ImageNet SLaK checkpoint
 # (`backbone.*` keys, see README "Checkpoints").
 _base_ = ['mmseg::_base_/models/upernet_convnext.py']
-custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# "Bad input")
+custom_imports = dict(
+    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     backbone=dict(

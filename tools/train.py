@@ -12,9 +12,9 @@ from mmengine.runner import Runner
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
 from mmslak.utils.cfg_options import CfgOptionsAction
-from mmslak.utils.cli import (check_checkpoint_match, enable_amp,
-                              exit_on_checkpoint_error, parse_with_launcher,
-                              set_work_dir)
+from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
+                              enable_amp, exit_on_checkpoint_error,
+                              parse_with_launcher, set_work_dir)
 
 
 def parse_args():
@@ -35,12 +35,7 @@ def parse_args():
         action='store_true',
         help='scale the lr by the actual total batch size '
         '(config auto_scale_lr.base_batch_size)')
-    parser.add_argument(
-        '--allow-partial-load',
-        action='store_true',
-        help='load a checkpoint that does not match the model: skip (and '
-        'only log) missing, unexpected and mismatched keys; without it '
-        'any mismatch stops with the list of keys and exit status 1')
+    add_partial_load_flag(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -91,6 +91,17 @@ def dump_metric(family: str, out: str):
     return DumpResults(out_file_path=out)
 
 
+def add_partial_load_flag(parser: argparse.ArgumentParser) -> None:
+    """``--allow-partial-load``, the one switch of
+    :func:`check_checkpoint_match`."""
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='load a checkpoint that does not match the model: skip (and '
+        'only log) missing, unexpected and mismatched keys; without it '
+        'any mismatch stops with the list of keys and exit status 1')
+
+
 def check_checkpoint_match(cfg: Config, strict: bool,
                            allow_partial: bool) -> None:
     """Make ``load_from`` / ``--resume`` fail on a checkpoint that does not

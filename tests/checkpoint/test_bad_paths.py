@@ -96,3 +96,29 @@ def test_read_only_folder(tmp_path):
         assert os.listdir(folder) == []
     finally:
         folder.chmod(0o700)
+
+
+def test_reparameterize_output_is_a_directory(tmp_path, capsys):
+    import importlib.util
+
+    from mmengine.runner import save_checkpoint
+
+    from mmslak.apis import init_model
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'reparameterize',
+        osp.join(root, 'tools', 'model_converters', 'reparameterize_model.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = _mmpretrain_config(tmp_path)
+    src = str(tmp_path / 'train.pth')
+    save_checkpoint({'state_dict': init_model(config).state_dict()}, src)
+    out = tmp_path / 'deploy'
+    out.mkdir()
+    before = _files(tmp_path)
+    assert tool.main([config, src, str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {str(out)!r}: it is a directory" in err
+    assert 'nothing was written' in err
+    assert _files(tmp_path) == before
+    assert tool.main([config, src, str(tmp_path / 'deploy.pth')]) == 0

@@ -141,3 +141,38 @@ def test_get_flops_non_positive_shape(shape, capsys):
         in capsys.readouterr().err
     args = _get_flops_tool().parse_args([ADE_CFG, '--shape', '1', '2'])
     assert args.shape == [1, 2]  # the smallest valid shape passes
+
+
+def test_test_tool_label_out_of_range(run_tool, toy, checkpoints):
+    import numpy as np
+    from PIL import Image
+    path = osp.join(toy, 'ade', 'ADEChallengeData2016', 'annotations',
+                    'validation', 'ADE_valid_00000001.png')
+    label = np.array(Image.open(path))
+    label[:8, :8] = 200  # 199 after reduce_zero_label; 150 classes
+    Image.fromarray(label).save(path)
+    proc = _test(run_tool, toy, checkpoints['same'])
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert f'{path}: label value(s) [199] outside [0, 150)' in proc.stderr
+    assert 'aAcc:' not in proc.output  # no mIoU without those pixels
+
+
+def test_test_tool_coco_without_annotations(run_tool, toy, tmp_path):
+    import json
+    ann_file = osp.join(toy, 'coco', 'annotations', 'instances_val2017.json')
+    with open(ann_file) as f:
+        data = json.load(f)
+    del data['annotations']
+    with open(ann_file, 'w') as f:
+        json.dump(data, f)
+    ckpt = tmp_path / 'any.pth'
+    torch.save({'state_dict': {}}, str(ckpt))
+    proc = run_tool(
+        'tools/test.py',
+        osp.join(REPO, 'configs/demo/cascade-mask-rcnn_slak-demo_toy-coco.py'),
+        ckpt,
+        '--work-dir',
+        'work',
+        env=dict(MMSLAK_TOY_DATA=toy))
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert f"{ann_file}: has no ['annotations']" in proc.stderr

@@ -72,8 +72,7 @@ def _is_number(value) -> bool:
         and np.isfinite(value)
 
 
-def _coco_ann_problems(ann, ann_file: str, image_ids: set,
-                       category_ids: set) -> List[str]:
+def _coco_ann_problems(ann, image_ids: set, category_ids: set) -> List[str]:
     if not isinstance(ann, dict):
         return [f'annotation {ann!r} is not a dict']
     ann_id = ann.get('id', '<no id>')
@@ -120,7 +119,7 @@ def coco_problems(dataset: dict, ann_file: str) -> List[DataProblem]:
     category_ids = {cat.get('id') for cat in dataset['categories']}
     return [
         DataProblem(ann_file, what) for ann in dataset['annotations']
-        for what in _coco_ann_problems(ann, ann_file, image_ids, category_ids)
+        for what in _coco_ann_problems(ann, image_ids, category_ids)
     ]
 
 

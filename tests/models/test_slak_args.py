@@ -41,11 +41,13 @@ def test_out_of_range(kwargs, message):
         SLaK(**cfg)
 
 
-@pytest.mark.parametrize('kwargs', [
-    dict(drop_path_rate=0.0),
-    dict(drop_path_rate=0.99),
-    dict(width_factor=0.25),  # smallest: 4 * 0.25 = 1 channel
-])
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(drop_path_rate=0.0),
+        dict(drop_path_rate=0.99),
+        dict(width_factor=0.25),  # smallest: 4 * 0.25 = 1 channel
+    ])
 def test_range_edges_accepted(kwargs):
     model = SLaK(**dict(BASE, **kwargs)).eval()
     out = model(torch.randn(1, 3, 64, 64))[-1]

@@ -7,6 +7,8 @@ import sys
 import pytest
 import torch
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -23,7 +25,37 @@ def _seed():
     yield
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLAIN_RUNNER = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'plain_mmengine_runner.py')
+
+
+@pytest.fixture
+def plain_runner():
+    """``tests/plain_mmengine_runner.py`` (a Runner of mmengine alone) as a
+    module: ``.build_runner(work_dir, iters, ...)``, ``.__file__`` for
+    child processes."""
+    spec = importlib.util.spec_from_file_location('plain_mmengine_runner',
+                                                  PLAIN_RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def repo_root():
+    """The checkout under test."""
+    return REPO
+
+
+@pytest.fixture
+def checkout_env():
+    """Environment for a child process that imports THIS checkout."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO
+    return env
+
+
+REPO_ROOT = REPO
 _CHILD = ('import runpy, sys; import mmslak; '
           "print('MMSLAK_FILE=' + mmslak.__file__, flush=True); "
           'sys.argv = sys.argv[1:]; '

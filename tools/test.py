@@ -14,9 +14,9 @@ import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
 from mmslak.utils.cfg_options import CfgOptionsAction
 from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
-                              dump_metric, enable_visualization,
-                              exit_on_checkpoint_error, parse_with_launcher,
-                              set_work_dir)
+                              check_local_checkpoint, dump_metric,
+                              enable_visualization, exit_on_checkpoint_error,
+                              parse_with_launcher, set_work_dir)
 
 
 def parse_args():
@@ -54,6 +54,7 @@ def build_test_cfg(args) -> Config:
     check_checkpoint_match(
         cfg, strict=True, allow_partial=args.allow_partial_load)
     cfg.load_from = args.checkpoint
+    check_local_checkpoint(cfg.load_from)
     if args.show or args.show_dir:
         show_dir = osp.abspath(args.show_dir) if args.show_dir else None
         enable_visualization(cfg, family, args.show, show_dir, args.wait_time)

@@ -13,8 +13,9 @@ import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
 from mmslak.utils.cfg_options import CfgOptionsAction
 from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
-                              enable_amp, exit_on_checkpoint_error,
-                              parse_with_launcher, set_work_dir)
+                              check_local_checkpoint, enable_amp,
+                              exit_on_checkpoint_error, parse_with_launcher,
+                              set_work_dir)
 
 
 def parse_args():
@@ -68,6 +69,7 @@ def build_train_cfg(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    check_local_checkpoint(cfg.get('load_from'))
     # SyncBN on a non-distributed run: mmengine's Runner.wrap_model reverts
     # it to BN itself (launcher 'none'), so nothing to do here.
     return cfg

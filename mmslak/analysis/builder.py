@@ -51,13 +51,8 @@ def load_weights(module: nn.Module,
     Returns:
         (missing keys, unexpected keys)
     """
-    from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            state = ckpt[key]
-            break
+    from mmslak.checkpoint import get_state_dict, read_checkpoint
+    state = get_state_dict(read_checkpoint(checkpoint))
     own = set(module.state_dict())
     if prefix is None and not own & set(state) and any(
             k.startswith('backbone.') for k in state):
@@ -93,6 +88,22 @@ def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
     return set(inspect.signature(cls.__init__).parameters)
 
 
+def _backbone_cfg(spec: str,
+                  cfg_options: Optional[dict] = None) -> Tuple[dict, str]:
+    """(backbone config without pretrained init, scope) of an alias or a
+    config file."""
+    if spec in BACKBONE_ALIASES:
+        return copy.deepcopy(BACKBONE_ALIASES[spec]), 'mmpretrain'
+    cfg = load_config(spec, cfg_options)
+    model_cfg = cfg.model
+    backbone_cfg = copy.deepcopy(model_cfg.backbone if 'backbone' in
+                                 model_cfg else model_cfg)
+    backbone_cfg = backbone_cfg.to_dict() if isinstance(
+        backbone_cfg, ConfigDict) else dict(backbone_cfg)
+    drop_pretrained_init(backbone_cfg)
+    return backbone_cfg, cfg.get('default_scope', 'mmpretrain')
+
+
 def build_erf_backbone(spec: str,
                        checkpoint: Optional[str] = None,
                        layer_scale: Optional[float] = None,
@@ -125,18 +136,7 @@ def build_erf_backbone(spec: str,
     Returns:
         (backbone in eval mode, scope used)
     """
-    if spec in BACKBONE_ALIASES:
-        backbone_cfg = copy.deepcopy(BACKBONE_ALIASES[spec])
-        scope = 'mmpretrain'
-    else:
-        cfg = load_config(spec, cfg_options)
-        scope = cfg.get('default_scope', 'mmpretrain')
-        model_cfg = cfg.model
-        backbone_cfg = copy.deepcopy(model_cfg.backbone if 'backbone' in
-                                     model_cfg else model_cfg)
-        backbone_cfg = backbone_cfg.to_dict() if isinstance(
-            backbone_cfg, ConfigDict) else dict(backbone_cfg)
-    drop_pretrained_init(backbone_cfg)
+    backbone_cfg, scope = _backbone_cfg(spec, cfg_options)
     accepted = _accepted_kwargs(backbone_cfg, scope) or set()
     # The ERF is measured on the last stage's spatial map, deterministically.
     wanted = dict(drop_path_rate=0.)
@@ -202,27 +202,18 @@ def build_model(config: Union[str, Config],
                 checkpoint: Optional[str] = None,
                 cfg_options: Optional[dict] = None,
                 drop_auxiliary_head: bool = True) -> nn.Module:
-    """Build the full model of a config in eval mode, for counting/timing.
-
-    Pretrained ``init_cfg`` entries are dropped (nothing is downloaded),
-    SyncBN is reverted to BN, and, like mmseg's ``get_flops``, a
-    segmentor's auxiliary head (used only in training) is removed.
-    """
+    """:func:`mmslak.apis.init_model` (pretrained ``init_cfg`` dropped,
+    ``checkpoint`` loaded strictly), then, for counting and timing, SyncBN
+    reverted to BN and, like mmseg's ``get_flops``, a segmentor's
+    auxiliary head (used only in training) removed."""
     from mmengine.model import revert_sync_batchnorm
-    cfg = load_config(config, cfg_options) if isinstance(config,
-                                                         str) else config
-    scope = cfg.get('default_scope', 'mmpretrain')
-    model_cfg = copy.deepcopy(cfg.model)
-    drop_pretrained_init(model_cfg)
-    model = build_from_cfg(model_cfg, scope)
+
+    from mmslak.apis import init_model
+    model = init_model(config, checkpoint, cfg_options=cfg_options)
     if drop_auxiliary_head and getattr(model, 'auxiliary_head',
                                        None) is not None:
         model.auxiliary_head = None
-    model = revert_sync_batchnorm(model)
-    if checkpoint is not None:
-        load_weights(model, checkpoint, prefix='')
-    model.eval()
-    return model
+    return revert_sync_batchnorm(model).eval()
 
 
 def dummy_inputs(

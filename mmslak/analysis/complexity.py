@@ -20,7 +20,6 @@ Where the densities come from (``density_source``):
   the paper's classifiers are sparse everywhere (head included), its
   downstream models in the backbone only.
 """
-import contextlib
 from typing import Dict, Optional
 
 import torch
@@ -85,16 +84,13 @@ def masks_from_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:
     """The sparse-training masks saved in a checkpoint file
     (``checkpoint['sparsity']['masks']``); a KeyError when it has none
     (use the ``'weights'`` source for such checkpoints)."""
-    from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(path, map_location='cpu')
+    from mmslak.checkpoint import read_checkpoint
+    ckpt = read_checkpoint(path)
     sparsity = ckpt.get('sparsity') if isinstance(ckpt, dict) else None
     if not isinstance(sparsity, dict) or 'masks' not in sparsity:
         raise KeyError(f'{path} holds no sparse-training masks '
                        "(checkpoint['sparsity']['masks'])")
-    try:
-        from mmslak.sparse import masks_from_checkpoint
-    except ImportError:  # keep the counter usable without the sparse code
-        return {k: v.bool() for k, v in sparsity['masks'].items()}
+    from mmslak.sparse import masks_from_checkpoint
     return masks_from_checkpoint(ckpt)
 
 
@@ -106,10 +102,7 @@ def reference_conv():
     kernels larger than the feature map or run an FFT, which the tracer
     would count as fewer (or no) MACs. The papers count full kernels.
     """
-    try:
-        from mmslak.ops import dispatch
-    except ImportError:  # an op without dispatch modes is plain already
-        return contextlib.nullcontext()
+    from mmslak.ops import dispatch
     return dispatch('reference')
 
 

@@ -24,6 +24,9 @@ def load_config(config: ConfigType,
     import mmslak  # noqa: F401  (registers SLaK and the package name)
     if isinstance(config, Config):
         cfg = copy.deepcopy(config)
+    elif isinstance(config, (str, Path)) and '::' in str(config):
+        from mmengine.hub import get_config  # e.g. 'mmslak::upernet/...py'
+        cfg = get_config(str(config))
     elif isinstance(config, (str, Path)):
         cfg = Config.fromfile(str(config))
     else:
@@ -40,10 +43,13 @@ def load_config(config: ConfigType,
 
 def task_family(cfg: Config) -> str:
     """'mmpretrain', 'mmseg' or 'mmdet', from ``default_scope`` (set by
-    every upstream ``default_runtime``) or else the model type."""
+    every upstream ``default_runtime``), else the model's scope (a model
+    inherited from ``mmdet::...`` has ``_scope_='mmdet'``) or type."""
     scope = cfg.get('default_scope')
     if scope in FAMILIES:
         return scope
+    if cfg.get('model', {}).get('_scope_') in FAMILIES:
+        return cfg.model['_scope_']
     model_type = str(cfg.get('model', {}).get('type', ''))
     prefix = model_type.split('.')[0] if '.' in model_type else ''
     if prefix in FAMILIES:

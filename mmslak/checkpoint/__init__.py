@@ -1,41 +1,37 @@
-"""Checkpoint loading, saving and conversion.
+"""Checkpoint reading (one weights-only reader), conversion, atomic writes.
 
-Importing it (``import mmslak`` does) registers the weights-only allow-list
-for mmengine checkpoints, routes mmengine's local checkpoint loading through
-:func:`load_checkpoint_file` (clear errors), reads every remote scheme
-(``http(s)://``, ``torchvision://``, ...) weights-only (:mod:`.remote`) and
-makes local checkpoint writes atomic.
+Importing it (``import mmslak`` does) changes two things of mmengine's, both
+documented in the README: the data types mmengine's own checkpoints need are
+added to torch's weights-only allow-list (:mod:`.safe_globals`), and every
+remote scheme (``http(s)://``, ``torchvision://``, ...) is read weights-only
+(:mod:`.remote`, a security fix). mmengine's local file backend and local
+checkpoint loader are left as they are.
 """
-from .atomic import (AtomicLocalBackend, atomic_write_bytes,
-                     use_atomic_local_backend)
-from .converters import (ConversionReport, build_model_from_config,
-                         build_slak_classifier, mmdet2x_to_mmdet3x,
-                         mmpretrain_to_slak, mmseg0x_to_mmseg1x,
-                         save_converted, slak_to_mmpretrain,
-                         verify_against_model)
+from .atomic import AtomicLocalBackend, atomic_write_bytes
+from .converters import (ConversionReport, build_slak_classifier,
+                         mmdet2x_to_mmdet3x, mmpretrain_to_slak,
+                         mmseg0x_to_mmseg1x, save_converted,
+                         slak_to_mmpretrain, verify_against_model)
 from .loading import (CheckpointError, CheckpointMismatchError,
                       CorruptCheckpointError, UnsafeCheckpointError,
                       check_state_dict, compare_state_dicts, get_state_dict,
                       load_checkpoint_file, load_pretrained_backbone,
-                      load_state_dict_checked, read_checkpoint,
-                      register_checked_local_loader)
+                      load_state_dict_checked, read_checkpoint)
+from .pretrained_init import PretrainedStrictInit
 from .remote import REMOTE_PREFIXES, register_remote_loaders
 from .safe_globals import MMENGINE_SAFE_GLOBALS, register_safe_globals
 
 register_safe_globals()
-register_checked_local_loader()
 register_remote_loaders()
-use_atomic_local_backend()
 
 __all__ = [
-    'AtomicLocalBackend', 'atomic_write_bytes', 'use_atomic_local_backend',
-    'ConversionReport', 'build_model_from_config', 'build_slak_classifier',
-    'mmdet2x_to_mmdet3x', 'mmpretrain_to_slak', 'mmseg0x_to_mmseg1x',
-    'save_converted', 'slak_to_mmpretrain', 'verify_against_model',
-    'CheckpointError', 'CheckpointMismatchError', 'CorruptCheckpointError',
-    'UnsafeCheckpointError', 'check_state_dict', 'compare_state_dicts',
-    'get_state_dict', 'load_checkpoint_file', 'load_pretrained_backbone',
-    'register_checked_local_loader', 'read_checkpoint',
-    'load_state_dict_checked', 'MMENGINE_SAFE_GLOBALS',
-    'register_safe_globals', 'REMOTE_PREFIXES', 'register_remote_loaders'
+    'AtomicLocalBackend', 'atomic_write_bytes', 'ConversionReport',
+    'build_slak_classifier', 'mmdet2x_to_mmdet3x', 'mmpretrain_to_slak',
+    'mmseg0x_to_mmseg1x', 'save_converted', 'slak_to_mmpretrain',
+    'verify_against_model', 'CheckpointError', 'CheckpointMismatchError',
+    'CorruptCheckpointError', 'UnsafeCheckpointError', 'check_state_dict',
+    'compare_state_dicts', 'get_state_dict', 'load_checkpoint_file',
+    'load_pretrained_backbone', 'read_checkpoint', 'load_state_dict_checked',
+    'MMENGINE_SAFE_GLOBALS', 'register_safe_globals', 'REMOTE_PREFIXES',
+    'register_remote_loaders', 'PretrainedStrictInit'
 ]

@@ -4,9 +4,10 @@
 mmengine's ``save_checkpoint`` writes through a file backend chosen by the
 path prefix; :class:`AtomicLocalBackend` is mmengine's ``LocalBackend``
 with atomic ``put`` / ``put_text``. It is registered as ``'atomic_local'``
-(select it with ``backend_args=dict(backend='atomic_local')`` in a
-CheckpointHook) and, on ``import mmslak``, as the default backend for local
-paths (:func:`use_atomic_local_backend`).
+only: mmengine's own ``'local'`` backend is left as it is. mmslak's
+:class:`~mmslak.engine.hooks.AtomicCheckpointHook` selects it (and writes the
+``last_checkpoint`` pointer atomically), and the converters write their
+outputs with :func:`atomic_write_bytes`.
 """
 import errno
 import os
@@ -17,9 +18,7 @@ from typing import Union
 
 from mmengine.fileio.backends import LocalBackend, register_backend
 
-__all__ = [
-    'atomic_write_bytes', 'AtomicLocalBackend', 'use_atomic_local_backend'
-]
+__all__ = ['atomic_write_bytes', 'AtomicLocalBackend']
 
 
 def _umask() -> int:
@@ -91,9 +90,3 @@ class AtomicLocalBackend(LocalBackend):
 
 
 register_backend('atomic_local', AtomicLocalBackend, force=True)
-
-
-def use_atomic_local_backend() -> None:
-    """Make :class:`AtomicLocalBackend` the backend of plain local paths
-    (mmengine's ``'local'`` name and empty prefix)."""
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

@@ -9,18 +9,32 @@ import os.path as osp
 import sys
 from typing import Callable, List, Optional
 
-from .converters import (REFERENCE_TRAINING_GLOBALS, build_model_from_config,
-                         build_slak_classifier, mmdet2x_to_mmdet3x,
-                         mmpretrain_to_slak, mmseg0x_to_mmseg1x,
-                         save_converted, slak_to_mmpretrain,
-                         verify_against_model)
-from .loading import CheckpointError, load_checkpoint_file
+from .converters import (REFERENCE_TRAINING_GLOBALS, build_slak_classifier,
+                         mmdet2x_to_mmdet3x, mmpretrain_to_slak,
+                         mmseg0x_to_mmseg1x, save_converted,
+                         slak_to_mmpretrain, verify_against_model)
+from .loading import CheckpointError, check_state_dict, read_checkpoint
 
-_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEFAULT_SEG_CONFIG = osp.join(_ROOT, 'configs', 'upernet_slak_ade20k.py')
-DEFAULT_DET_CONFIG = osp.join(
-    _ROOT, 'configs', 'cascade_mask_rcnn',
-    'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-3x_coco.py')
+# The configs installed with the package (mmslak/.mim/configs).
+DEFAULT_SEG_CONFIG = \
+    'mmslak::upernet/upernet_slak-tiny_8xb2-160k_ade20k-512x512.py'
+DEFAULT_DET_CONFIG = ('mmslak::cascade_mask_rcnn/'
+                      'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-'
+                      '3x_coco.py')
+
+
+def _target_model(config: str):
+    """The model of ``config`` (weights not loaded); a clear error when an
+    installed ``mmslak::`` config is asked for but mmslak is not
+    installed (e.g. a source checkout: pass --config configs/...)."""
+    from mmslak.apis import init_model
+    try:
+        return init_model(config)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f'target config {config!r} not found ({e}); the mmslak:: '
+            'configs come with `pip install .`; in a source checkout pass '
+            '--config configs/...') from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -118,15 +132,13 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def convert() -> int:
-        ckpt = load_checkpoint_file(
-            args.src,
-            map_location='cpu',
-            extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
+        ckpt = read_checkpoint(
+            args.src, extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
         converted, report = slak_to_mmpretrain(
             ckpt, ema=args.ema, backbone_only=args.backbone_only)
         state_dict = converted['state_dict']
         if args.config:
-            target = build_model_from_config(args.config)
+            target = _target_model(args.config)
         else:
             target = _classifier_from_args(args, state_dict, 'head.fc.weight')
         return _finish(
@@ -154,12 +166,12 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def convert() -> int:
-        ckpt = load_checkpoint_file(args.src, map_location='cpu')
+        ckpt = read_checkpoint(args.src)
         converted, report = mmpretrain_to_slak(
             ckpt, backbone_only=args.backbone_only)
         state_dict = converted['model']
         if args.config:
-            model = build_model_from_config(args.config)
+            model = _target_model(args.config)
         else:
             model = _classifier_from_args(args, state_dict, 'head.weight')
         # the reference layout is our classifier's keys without the
@@ -168,7 +180,6 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
             dict(state_dict=model.state_dict()),
             backbone_only=args.backbone_only)
         print(report.summary(args.verbose))
-        from .loading import check_state_dict
         check_state_dict(
             state_dict,
             reference['model'],
@@ -190,16 +201,16 @@ def _downstream_main(argv, description: str, converter, default_config: str,
         '--config',
         default=default_config,
         help=f'{kind} config of the target model (default: '
-        f'{osp.relpath(default_config, _ROOT)})')
+        f'{default_config}, installed with mmslak)')
     args = parser.parse_args(argv)
 
     def convert() -> int:
-        if not osp.isfile(args.config):
+        if '::' not in args.config and not osp.isfile(args.config):
             raise FileNotFoundError(
                 f'target config {args.config!r} not found; pass --config')
-        ckpt = load_checkpoint_file(args.src, map_location='cpu')
+        ckpt = read_checkpoint(args.src)
         converted, report = converter(ckpt)
-        target = build_model_from_config(args.config)
+        target = _target_model(args.config)
         return _finish(converted, report, target, args.dst, args.verbose,
                        args.src)
 

@@ -33,8 +33,7 @@ from .loading import (CheckpointError, CheckpointMismatchError,
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
     'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'verify_against_model',
-    'build_slak_classifier', 'build_model_from_config', 'save_converted',
-    'REFERENCE_TRAINING_GLOBALS'
+    'build_slak_classifier', 'save_converted', 'REFERENCE_TRAINING_GLOBALS'
 ]
 
 
@@ -254,40 +253,26 @@ def build_slak_classifier(arch: str = 'tiny',
     from mmpretrain.registry import MODELS
 
     import mmslak  # noqa: F401  (registers SLaK)
-    backbone = dict(
-        type='SLaK',
-        arch=arch,
-        kernel_sizes=kernel_sizes,
-        width_factor=width_factor,
-        init_cfg=None)
+    backbone = MODELS.build(
+        dict(
+            type='SLaK',
+            arch=arch,
+            kernel_sizes=kernel_sizes,
+            width_factor=width_factor,
+            init_cfg=None))
     if num_classes is None:
         wrapper = nn.Module()
-        wrapper.backbone = MODELS.build(backbone)
+        wrapper.backbone = backbone
         return wrapper
     return MODELS.build(
         dict(
             type='ImageClassifier',
-            backbone=backbone,
+            backbone=backbone,  # built once: the head needs its width
             neck=None,
             head=dict(
                 type='LinearClsHead',
                 num_classes=num_classes,
-                in_channels=MODELS.build(backbone).channels[-1])))
-
-
-def build_model_from_config(config: str) -> nn.Module:
-    """The model of an mmpretrain/mmseg/mmdet config, weights not loaded
-    (``init_cfg`` entries are not run)."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-
-    import mmslak  # noqa: F401
-    cfg = Config.fromfile(config)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    return MODELS.build(cfg.model)
+                in_channels=backbone.channels[-1])))
 
 
 def save_converted(checkpoint: dict, filepath: str) -> None:

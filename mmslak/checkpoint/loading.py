@@ -1,8 +1,8 @@
 """Checked checkpoint loading: weights-only unpickling with clear errors.
 
-:func:`load_checkpoint_file` replaces mmengine's loader for local paths (see
-:func:`register_checked_local_loader`), so ``load_from``, ``resume`` and
-``init_cfg=dict(type='Pretrained', ...)`` all go through it.
+:func:`read_checkpoint` is mmslak's one reader (local paths through
+:func:`load_checkpoint_file`, other schemes through mmengine's
+``CheckpointLoader``); mmengine's own local loader is left as it is.
 """
 import os
 import os.path as osp
@@ -19,8 +19,7 @@ __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
     'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
-    'register_checked_local_loader', 'read_checkpoint',
-    'load_state_dict_checked'
+    'read_checkpoint', 'load_state_dict_checked', 'check_torch_format'
 ]
 
 
@@ -60,7 +59,7 @@ def _offending_global(msg: str) -> Optional[str]:
 _TORCH_MAGICS = (b'PK\x03\x04', b'\x80')
 
 
-def _check_torch_format(filename, name: str) -> None:
+def check_torch_format(filename, name: str) -> None:
     """Refuse a file that is neither: torch's legacy loader otherwise fails
     with a bare ``KeyError`` (e.g. "101" for a text file)."""
     if hasattr(filename, 'read'):
@@ -77,6 +76,30 @@ def _check_torch_format(filename, name: str) -> None:
             f'{name!r} is not a PyTorch checkpoint: it is neither a zip '
             'archive (torch.save) nor a pickle (legacy torch.save); it '
             f'starts with {head!r}')
+
+
+def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
+    """Our error for torch's weights-only refusal of checkpoint ``name``:
+    unsafe (a global off the allow-list, named) or corrupt."""
+    # torch's message starts with generic advice; the reason follows
+    # 'WeightsUnpickler error:'.
+    msg = str(e).split('WeightsUnpickler error:')[-1].strip()
+    offending = _offending_global(msg)
+    if offending is None and not any(
+            s in msg for s in ('unrecognized function', 'Can only',
+                               'allowlist', 'blocked')):
+        return CorruptCheckpointError(
+            f'checkpoint {name!r} is not a readable torch checkpoint '
+            f'(truncated or corrupt): {msg.splitlines()[0]}')
+    what = f'the global {offending!r}' if offending else \
+        'an object that is not on the allow-list'
+    return UnsafeCheckpointError(
+        f'refusing to load checkpoint {name!r}: unpickling it needs '
+        f'{what}, which is not on the allow-list of types mmengine '
+        'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
+        'unpickling it could run arbitrary code. Nothing was executed. '
+        'Only if you trust the file, convert it to a weights-only '
+        f'checkpoint yourself. (torch: {msg.splitlines()[0]})')
 
 
 def load_checkpoint_file(filename,
@@ -114,7 +137,7 @@ def load_checkpoint_file(filename,
         raise CorruptCheckpointError(
             f'checkpoint {name!r} is empty (0 bytes); was its writing '
             'interrupted?')
-    _check_torch_format(filename, name)
+    check_torch_format(filename, name)
     try:
         with torch.serialization.safe_globals(list(extra_safe_globals)):
             # Explicit weights_only=True: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
@@ -122,25 +145,7 @@ def load_checkpoint_file(filename,
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message starts with generic advice; the reason follows
-        # 'WeightsUnpickler error:'.
-        msg = str(e).split('WeightsUnpickler error:')[-1].strip()
-        offending = _offending_global(msg)
-        if offending is None and not any(
-                s in msg for s in ('unrecognized function', 'Can only',
-                                   'allowlist', 'blocked')):
-            raise CorruptCheckpointError(
-                f'checkpoint {name!r} is not a readable torch checkpoint '
-                f'(truncated or corrupt): {msg.splitlines()[0]}') from None
-        what = f'the global {offending!r}' if offending else \
-            'an object that is not on the allow-list'
-        raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {name!r}: unpickling it needs '
-            f'{what}, which is not on the allow-list of types mmengine '
-            'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
-            'unpickling it could run arbitrary code. Nothing was executed. '
-            'Only if you trust the file, convert it to a weights-only '
-            f'checkpoint yourself. (torch: {msg.splitlines()[0]})') from None
+        raise _unpickling_error(e, name) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as e:
         raise CorruptCheckpointError(
@@ -243,7 +248,8 @@ def read_checkpoint(filename,
     registered weights-only loaders for every remote scheme)."""
     if '://' in str(filename):
         from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(filename, map_location)
+        with torch.serialization.safe_globals(list(extra_safe_globals)):
+            return CheckpointLoader.load_checkpoint(filename, map_location)
     return load_checkpoint_file(
         filename,
         map_location=map_location,
@@ -325,15 +331,3 @@ def load_pretrained_backbone(
         (f'; ignored checkpoint keys: {skipped}' if skipped else ''),
         logger='current')
     return loaded
-
-
-def load_from_local_checked(filename, map_location):
-    return load_checkpoint_file(filename, map_location=map_location)
-
-
-def register_checked_local_loader() -> None:
-    """Make mmengine load local checkpoints (``load_from``, ``resume``,
-    ``Pretrained`` init) through :func:`load_checkpoint_file`."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_checked, force=True)

@@ -7,20 +7,6 @@ import torch
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 
 
-def load_checkpoint_safely(path: str) -> dict:
-    """``torch.load`` with ``weights_only=True`` on the CPU.
-
-    ``import mmslak`` allow-lists the few non-tensor types that mmengine
-    checkpoints hold; no file is ever unpickled unrestricted.
-    """
-    import mmslak  # noqa: F401  (registers the safe globals)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(
-            f'could not load {path} with weights_only=True: {e}') from e
-
-
 def checkpoint_state_dict(ckpt: dict) -> dict:
     """The weights of an mmengine (``state_dict``) or reference
     (``model``) checkpoint, or of a bare state dict."""
@@ -37,7 +23,8 @@ def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
     the reference implementation's). ``ckpt`` is a loaded dict or a path.
     """
     if isinstance(ckpt, str):
-        ckpt = load_checkpoint_safely(ckpt)
+        from mmslak.checkpoint import read_checkpoint
+        ckpt = read_checkpoint(ckpt)
     if not isinstance(ckpt, dict):
         raise TypeError(f'expected a checkpoint dict, got {type(ckpt)}')
     sparsity = ckpt.get('sparsity')

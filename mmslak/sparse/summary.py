@@ -5,7 +5,7 @@ from typing import List, Union
 import torch
 
 from .checkpoint import (_BUFFER_SUFFIXES, checkpoint_state_dict,
-                         load_checkpoint_safely, masks_from_checkpoint)
+                         masks_from_checkpoint)
 
 
 def sparsity_table(ckpt: Union[dict, str]) -> dict:
@@ -20,7 +20,8 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
     listed at density 1.
     """
     if isinstance(ckpt, str):
-        ckpt = load_checkpoint_safely(ckpt)
+        from mmslak.checkpoint import read_checkpoint
+        ckpt = read_checkpoint(ckpt)
     state = checkpoint_state_dict(ckpt)
     masks = masks_from_checkpoint(ckpt)
     rows: List[tuple] = []

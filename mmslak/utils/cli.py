@@ -102,6 +102,15 @@ def add_partial_load_flag(parser: argparse.ArgumentParser) -> None:
         'any mismatch stops with the list of keys and exit status 1')
 
 
+def check_local_checkpoint(path) -> None:
+    """Refuse early a local ``load_from`` / test checkpoint that is not a
+    ``torch.save`` file (mmengine's loader fails on it with a bare
+    ``KeyError``); URLs and missing paths are left to the loaders."""
+    from mmslak.checkpoint.loading import check_torch_format
+    if path and '://' not in str(path) and osp.isfile(path):
+        check_torch_format(path, str(path))
+
+
 def check_checkpoint_match(cfg: Config, strict: bool,
                            allow_partial: bool) -> None:
     """Make ``load_from`` / ``--resume`` fail on a checkpoint that does not

@@ -16,16 +16,21 @@ import mmslak  # noqa: F401
 from mmslak.checkpoint import (AtomicLocalBackend, CorruptCheckpointError,
                                load_checkpoint_file)
 
+ATOMIC = dict(backend='atomic_local')
+
 # Saves version 1, then starts saving version 2 through mmengine's
-# save_checkpoint and stalls halfway through writing the bytes.
+# save_checkpoint with the 'atomic_local' backend (what AtomicCheckpointHook
+# selects) and stalls halfway through writing the bytes.
 CHILD = textwrap.dedent("""
     import os, sys, time
     import torch
     import mmslak
     from mmengine.runner.checkpoint import save_checkpoint
     path, marker = sys.argv[1], sys.argv[2]
+    ATOMIC = dict(backend='atomic_local')
     save_checkpoint(dict(meta=dict(version=1),
-                         state_dict=dict(w=torch.ones(200000))), path)
+                         state_dict=dict(w=torch.ones(200000))), path,
+                    backend_args=ATOMIC)
     real_fdopen = os.fdopen
 
     class Stalling:
@@ -45,7 +50,8 @@ CHILD = textwrap.dedent("""
 
     os.fdopen = lambda *a, **k: Stalling(real_fdopen(*a, **k))
     save_checkpoint(dict(meta=dict(version=2),
-                         state_dict=dict(w=torch.zeros(200000))), path)
+                         state_dict=dict(w=torch.zeros(200000))), path,
+                    backend_args=ATOMIC)
 """)
 
 
@@ -111,7 +117,7 @@ def test_failed_write_plain_vs_atomic(tmp_path, monkeypatch):
     old = dict(meta=dict(version=1), state_dict=dict(w=torch.ones(1000)))
     new = dict(meta=dict(version=2), state_dict=dict(w=torch.zeros(1000)))
     save_checkpoint(old, plain, backend_args=dict(backend='local'))
-    save_checkpoint(old, atomic)
+    save_checkpoint(old, atomic, backend_args=ATOMIC)
     import io
     buf = io.BytesIO()
     torch.save(new, buf)
@@ -119,9 +125,9 @@ def test_failed_write_plain_vs_atomic(tmp_path, monkeypatch):
     # mmengine's own LocalBackend truncates the previous checkpoint ...
     with pytest.raises(boom):
         LocalBackend().put(buf.getvalue(), plain)
-    # ... ours (the default for local paths after `import mmslak`) does not
+    # ... ours ('atomic_local', selected by AtomicCheckpointHook) does not
     with pytest.raises(boom):
-        save_checkpoint(new, atomic)
+        save_checkpoint(new, atomic, backend_args=ATOMIC)
     monkeypatch.undo()
     with pytest.raises(CorruptCheckpointError, match='plain.pth'):
         load_checkpoint_file(plain)
@@ -130,8 +136,8 @@ def test_failed_write_plain_vs_atomic(tmp_path, monkeypatch):
 
 
 def test_atomic_backend_is_selected(tmp_path):
-    assert isinstance(
-        get_file_backend(str(tmp_path / 'a.pth')), AtomicLocalBackend)
+    # plain local paths keep mmengine's backend; ours is chosen by name
+    assert type(get_file_backend(str(tmp_path / 'a.pth'))) is LocalBackend
     backend = get_file_backend(backend_args=dict(backend='atomic_local'))
     assert isinstance(backend, AtomicLocalBackend)
     # text writes (e.g. mmengine's dumped configs) and permissions

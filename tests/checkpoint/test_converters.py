@@ -4,6 +4,7 @@ import argparse
 import os.path as osp
 
 import mmdet
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
@@ -400,3 +401,9 @@ def test_reverse_refuses_foreign_keys(tmp_path, capsys):
     assert mmslak2slak_main([src, dst, '--config', config]) == 1
     assert 'decode_head.' in capsys.readouterr().err
     assert not osp.exists(dst)
+
+
+def test_missing_installed_config_is_a_clear_error():
+    from mmslak.checkpoint.cli import _target_model
+    with pytest.raises(FileNotFoundError, match='pass --config'):
+        _target_model('mmslak::upernet/no-such-config.py')

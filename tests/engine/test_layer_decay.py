@@ -178,7 +178,8 @@ def test_lr_follows_scheduler_scale():
     (dict(decay_rate=0.9, decay_type='block_wise'), 'decay_type'),
     (dict(decay_rate=0.9, num_layers=12), 'does not match'),
     (dict(decay_rate=0.9, decay_type='stage_wise'), 'num_layers'),
-    (dict(decay_rate=0.9, custom_keys={}), 'custom_keys'),
+    (dict(decay_rate=0.9, lr_mult=2.), 'lr_mult'),
+    (dict(decay_rate=1.5), 'decay_rate'),
 ])
 def test_bad_config(paramwise_cfg, match):
     init_default_scope('mmpretrain')
@@ -191,3 +192,34 @@ def test_bad_config(paramwise_cfg, match):
                 optimizer=dict(type='AdamW', lr=BASE_LR),
                 constructor='LayerDecayOptimWrapperConstructor',
                 paramwise_cfg=paramwise_cfg))
+
+
+def test_mmpretrain_keys_pass_through():
+    """The subclass keeps mmpretrain's options: its ``layer_decay_rate``
+    name and ``custom_keys`` decay multipliers."""
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=BACKBONE,
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=16)))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(
+                layer_decay_rate=0.9,
+                custom_keys={'head.fc.weight': dict(decay_mult=0.5)})))
+    group_of = {
+        id(p): g
+        for g in wrapper.optimizer.param_groups
+        for p in g['params']
+    }
+    head = group_of[id(model.head.fc.weight)]
+    assert head['weight_decay'] == pytest.approx(WD * 0.5)
+    assert head['lr'] == pytest.approx(BASE_LR)
+    stem = group_of[id(model.backbone.downsample_layers[0][0].weight)]
+    assert stem['lr'] == pytest.approx(BASE_LR * 0.9**7)
+    assert stem['weight_decay'] == WD

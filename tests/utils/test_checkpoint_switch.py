@@ -34,3 +34,21 @@ def test_allow_partial_removes_it():
                            dict(type='mmslak.CheckpointMatchHook')]))
     check_checkpoint_match(cfg, strict=True, allow_partial=True)
     assert _types(cfg) == ['SparseTrainingHook']
+
+
+def test_local_checkpoint_format(tmp_path):
+    import pytest
+    import torch
+
+    from mmslak.checkpoint import CorruptCheckpointError
+    from mmslak.utils.cli import check_local_checkpoint
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello')
+    with pytest.raises(CorruptCheckpointError,
+                       match='is not a PyTorch checkpoint'):
+        check_local_checkpoint(str(text))
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {}}, str(good))
+    check_local_checkpoint(str(good))  # passes
+    check_local_checkpoint(None)  # no load_from
+    check_local_checkpoint('https://example.com/x.pth')  # left to loaders

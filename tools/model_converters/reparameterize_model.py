@@ -12,12 +12,9 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint, save_checkpoint
-
-import mmslak  # noqa: F401  (registers SLaK)
+from mmslak.apis import init_model
+from mmslak.checkpoint import save_converted
+from mmslak.models import switch_to_deploy
 from mmslak.utils.cfg_options import CfgOptionsAction
 
 
@@ -30,44 +27,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def reparameterize(model: torch.nn.Module) -> int:
-    """Call ``switch_to_deploy`` on every outermost module that has it.
-
-    Returns how many modules were switched.
-    """
-    switched = 0
-    for module in model.modules():
-        if hasattr(module, 'switch_to_deploy') and not getattr(
-                module, 'deploy', False):
-            module.switch_to_deploy()
-            switched += 1
-    return switched
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model
-    if model_cfg.get('backbone', {}).get('init_cfg') is not None:
-        model_cfg.backbone.init_cfg = None  # weights come from CKPT
-    model = MODELS.build(model_cfg)
-    checkpoint = load_checkpoint(
-        model, args.checkpoint, map_location='cpu', strict=True)
-    model.eval()
-    switched = reparameterize(model)
+    # weights come from CKPT (strict); pretrained init_cfg is dropped
+    model = init_model(
+        args.config, args.checkpoint, cfg_options=args.cfg_options)
+    switched = switch_to_deploy(model)
     if switched == 0:
         print(
             f'error: no module of {type(model).__name__} can be '
             're-parameterised (is it a SLaK model?)',
             file=sys.stderr)
         return 1
-    meta = dict(checkpoint.get('meta', {}) or {})
-    meta['deploy'] = True
-    try:  # mmslak's atomic backend: a failed write leaves nothing behind
-        save_checkpoint({
+    meta = dict(deploy=True)
+    if getattr(model, 'dataset_meta', None) is not None:
+        meta['dataset_meta'] = model.dataset_meta
+    try:  # atomic: a failed write leaves nothing behind
+        save_converted({
             'state_dict': model.state_dict(),
             'meta': meta
         }, args.out)

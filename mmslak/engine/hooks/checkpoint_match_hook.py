@@ -5,7 +5,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmslak.checkpoint.loading import check_state_dict, compare_state_dicts
+from mmslak.checkpoint.loading import (check_state_dict, compare_state_dicts,
+                                       get_state_dict)
 
 __all__ = ['CheckpointMatchHook']
 
@@ -37,11 +38,7 @@ class CheckpointMatchHook(Hook):
         self.strict = strict
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state_dict = checkpoint.get('state_dict', checkpoint)
-        state_dict = {
-            k[len('module.'):] if k.startswith('module.') else k: v
-            for k, v in state_dict.items()
-        }
+        state_dict = get_state_dict(checkpoint)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         reference = model.state_dict()

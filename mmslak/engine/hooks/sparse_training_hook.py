@@ -9,8 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
-from mmslak.sparse.checkpoint import (load_checkpoint_safely,
-                                      masks_from_checkpoint)
+from mmslak.sparse.checkpoint import masks_from_checkpoint
 from mmslak.sparse.density import (densities_to_counts, erk_densities,
                                    random_mask, snip_counts, snip_scores,
                                    topk_indices, uniform_densities)
@@ -180,8 +179,7 @@ class SparseTrainingHook(Hook):
 
     def _checkpoint_masks(self, runner, params) -> Dict[str, torch.Tensor]:
         if self.mask_checkpoint is not None:
-            masks = masks_from_checkpoint(
-                load_checkpoint_safely(self.mask_checkpoint))
+            masks = masks_from_checkpoint(self.mask_checkpoint)
             source = self.mask_checkpoint
         elif self._loaded_state is not None:
             masks = self._loaded_state['masks']

@@ -1,0 +1,93 @@
+"""After a plain (non-editable) ``pip install .``, a user's config anywhere
+inherits ``mmslak::<path>`` configs (OpenMMLab's ``.mim`` convention) and
+they build through mmengine's registries, as a Runner would."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+IGNORE = shutil.ignore_patterns('.git', 'build', 'work_dirs', 'data', '.mim',
+                                '__pycache__', '*.egg-info', '.pytest_cache')
+
+CHILD = r'''
+import json, sys, warnings
+import mmslak
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import HOOKS, MODELS, TRANSFORMS, init_default_scope
+report = dict(file=mmslak.__file__)
+cfg = Config.fromfile('seg.py')
+init_default_scope(cfg.default_scope)
+seg = MODELS.build(cfg.model)
+report['seg'] = [type(seg).__name__, type(seg.backbone).__name__,
+                 seg.decode_head.num_classes]
+report['hooks'] = [type(HOOKS.build(h)).__name__ for h in cfg.custom_hooks]
+wrapper = build_optim_wrapper(seg, cfg.optim_wrapper)
+report['optim'] = type(wrapper.optimizer).__name__
+load = TRANSFORMS.build(cfg.train_pipeline[1])
+report['transform'] = type(load).__module__
+cfg = Config.fromfile('cls.py')
+init_default_scope(cfg.default_scope)
+cls = MODELS.build(cfg.model)
+report['cls'] = [type(cls).__name__, type(cls).__module__]
+report['default'] = Config.fromfile('default.py').model.type
+print(json.dumps(report))
+'''
+
+USER_CONFIGS = {
+    'seg.py':
+    "_base_ = ['mmslak::demo/upernet_slak-demo_toy-ade.py']\n"
+    'model = dict(decode_head=dict(num_classes=7))\n',
+    'cls.py':
+    "_base_ = ['mmslak::slak/slak-tiny_32xb128_in1k.py']\n"
+    "model = dict(backbone=dict(arch=dict(_delete_=True, depths=[1, 1],\n"
+    "    dims=[8, 16]), kernel_sizes=[7, 5], init_cfg=None))\n",
+    'default.py':
+    "_base_ = ['mmslak::upernet/"
+    "upernet_slak-tiny_8xb2-160k_ade20k-512x512.py']\n",
+}
+
+
+@pytest.mark.slow
+def test_plain_install_serves_configs(repo_root, tmp_path):
+    src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
+    shutil.copytree(repo_root, src, ignore=IGNORE)
+    install = subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps',
+        '--no-build-isolation', '--no-cache-dir', '--target',
+        str(site), '.'
+    ],
+                             cwd=str(src),
+                             capture_output=True,
+                             text=True,
+                             timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert (site / 'mmslak' / '.mim' / 'model-index.yml').is_file()
+    assert (site / 'mmslak' / '.mim' / 'configs' /
+            'upernet_slak_ade20k.py').is_file()
+    user.mkdir()
+    for name, text in USER_CONFIGS.items():
+        (user / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['PYTHONPATH'] = str(site)
+    out = subprocess.run([sys.executable, '-c', CHILD],
+                         cwd=str(user),
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got['file'] == str(site / 'mmslak' / '__init__.py')
+    assert got['seg'] == ['EncoderDecoder', 'SLaK', 7]
+    assert got['hooks'] == ['SparseTrainingHook']
+    assert got['optim'] == 'AdamW'
+    assert got['transform'].startswith('mmseg.')  # mmseg's LoadAnnotations
+    assert got['cls'][0] == 'ImageClassifier'
+    assert got['cls'][1].startswith('mmpretrain.')
+    assert got['default'] == 'EncoderDecoder'
+    assert 'is not installed' not in out.stdout + out.stderr
+    assert 'Failed to search registry' not in out.stdout + out.stderr

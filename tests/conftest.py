@@ -1,6 +1,7 @@
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -96,3 +97,44 @@ def assert_imported_this_checkout(stdout, stderr=''):
 def checkout_run():
     """:func:`run_in_checkout` as a fixture."""
     return run_in_checkout
+
+
+@pytest.fixture
+def run_tool(tmp_path):
+    """Run ``tools/<script> args`` through :func:`run_in_checkout` from
+    the working folder ``tmp_path``, ``env`` entries added to the
+    environment; stdout and stderr joined in ``.output``."""
+
+    def run(script, *args, env=None, timeout=600):
+        proc = run_in_checkout(
+            os.path.join(REPO, script),
+            *args,
+            env=dict(os.environ, **(env or {})),
+            cwd=str(tmp_path),
+            timeout=timeout)
+        proc.output = proc.stdout + proc.stderr
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope='session')
+def clean_toy(tmp_path_factory):
+    """Toy ADE20K / VOC / COCO (3 train, 2 val samples each), made once by
+    tools/dataset_converters/make_toy_datasets.py; do not modify."""
+    path = os.path.join(REPO, 'tools', 'dataset_converters',
+                        'make_toy_datasets.py')
+    spec = importlib.util.spec_from_file_location('make_toy', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = str(tmp_path_factory.mktemp('clean_toy'))
+    module.make_toy_datasets(root, num_train=3, num_val=2)
+    return root
+
+
+@pytest.fixture
+def toy(clean_toy, tmp_path):
+    """A fresh copy of the toy datasets for a test to plant faults in."""
+    root = str(tmp_path / 'toy')
+    shutil.copytree(clean_toy, root)
+    return root

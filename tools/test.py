@@ -6,13 +6,16 @@ checkpoint: mIoU for mmseg, mAP / COCO AP for mmdet, top-1 for mmpretrain.
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cli import (dump_metric, enable_visualization,
+from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
+                              check_local_checkpoint, dump_metric,
+                              enable_visualization, exit_on_checkpoint_error,
                               parse_with_launcher, set_work_dir)
 from mmslak.utils.dist import setup_cpu_distributed
 
@@ -31,10 +34,11 @@ def parse_args():
         '--show-dir', help='save painted predictions in this directory')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
+    add_partial_load_flag(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value')
     return parse_with_launcher(parser)
 
@@ -48,7 +52,10 @@ def build_test_cfg(args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     family = task_family(cfg)
     set_work_dir(cfg, args.work_dir, args.config)
+    check_checkpoint_match(
+        cfg, strict=True, allow_partial=args.allow_partial_load)
     cfg.load_from = args.checkpoint
+    check_local_checkpoint(cfg.load_from)
     if args.show or args.show_dir:
         show_dir = osp.abspath(args.show_dir) if args.show_dir else None
         enable_visualization(cfg, family, args.show, show_dir, args.wait_time)
@@ -58,14 +65,15 @@ def build_test_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    cfg = build_test_cfg(args)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            dump_metric(task_family(cfg), args.out))
-    runner.test()
+    with exit_on_checkpoint_error():
+        cfg = build_test_cfg(args)
+        runner = (
+            Runner.from_cfg(cfg)
+            if 'runner_type' not in cfg else RUNNERS.build(cfg))
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(
+                dump_metric(task_family(cfg), args.out))
+        runner.test()
 
 
 if __name__ == '__main__':

@@ -5,13 +5,16 @@ OpenMMLab config, as mmpretrain's / mmseg's / mmdet's tools/train.py.
 """
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cli import (enable_amp, parse_with_launcher,
+from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
+                              check_local_checkpoint, enable_amp,
+                              exit_on_checkpoint_error, parse_with_launcher,
                               seed_from_resumed_checkpoint, set_work_dir)
 from mmslak.utils.dist import setup_cpu_distributed
 
@@ -34,10 +37,11 @@ def parse_args():
         action='store_true',
         help='scale the lr by the actual total batch size '
         '(config auto_scale_lr.base_batch_size)')
+    add_partial_load_flag(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value (e.g. '
         'train_cfg.max_iters=100 model.backbone.init_cfg=None)')
     return parse_with_launcher(parser)
@@ -50,6 +54,8 @@ def build_train_cfg(args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     task_family(cfg)  # fails early on a config of unknown kind
     set_work_dir(cfg, args.work_dir, args.config)
+    check_checkpoint_match(
+        cfg, strict=False, allow_partial=args.allow_partial_load)
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:
@@ -65,6 +71,7 @@ def build_train_cfg(args) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
     seed_from_resumed_checkpoint(cfg)
+    check_local_checkpoint(cfg.get('load_from'))
     # SyncBN on a non-distributed run: mmengine's Runner.wrap_model reverts
     # it to BN itself (launcher 'none'), so nothing to do here.
     setup_cpu_distributed(cfg)  # gloo + BN when there is no CUDA
@@ -73,11 +80,12 @@ def build_train_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    cfg = build_train_cfg(args)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    with exit_on_checkpoint_error():
+        cfg = build_train_cfg(args)
+        runner = (
+            Runner.from_cfg(cfg)
+            if 'runner_type' not in cfg else RUNNERS.build(cfg))
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -10,7 +10,9 @@ _base_ = [
 ]
 
 # reference `samples_per_gpu=2`: 8 GPUs x 2 = 16 images per batch
-train_dataloader = dict(batch_size=2)
+train_dataloader = dict(batch_size=2, dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader
 
 # reference `optimizer`: AdamW lr 2e-4, betas (0.9, 0.999), wd 0.05, layer-
 # wise lr decay 0.7 over 6 layers (its LearningRateDecayOptimizerConstructor;

@@ -26,7 +26,7 @@ model = dict(
 
 def voc_trainval(year, pipeline, root):
     return dict(
-        type='VOCDataset',
+        type='CheckedVOCDataset',
         data_root=root,
         ann_file=f'{year}/ImageSets/Main/trainval.txt',
         data_prefix=dict(sub_data_root=f'{year}/'),

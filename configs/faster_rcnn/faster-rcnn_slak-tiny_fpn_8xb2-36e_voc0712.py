@@ -32,7 +32,7 @@ data_root = 'data/VOCdevkit/'
 
 def voc_trainval(year, pipeline=train_pipeline, root=data_root):
     return dict(
-        type='VOCDataset',
+        type='CheckedVOCDataset',
         data_root=root,
         ann_file=f'{year}/ImageSets/Main/trainval.txt',
         data_prefix=dict(sub_data_root=f'{year}/'),
@@ -49,7 +49,8 @@ train_dataloader = dict(
         ignore_keys=['dataset_type'],
         datasets=[voc_trainval('VOC2007'),
                   voc_trainval('VOC2012')]))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(
+    dataset=dict(type='CheckedVOCDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_epochs = 36

@@ -43,7 +43,8 @@ param_scheduler = [
 
 # 16 images per batch: the reference runs 4 GPUs x `samples_per_gpu=4`, the
 # same total as 8 GPUs x 2 here
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+train_dataloader = dict(
+    batch_size=2, dataset=dict(type='CheckedADE20KDataset'))
+val_dataloader = dict(batch_size=1, dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)

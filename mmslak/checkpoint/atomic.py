@@ -9,6 +9,7 @@ only: mmengine's own ``'local'`` backend is left as it is. mmslak's
 ``last_checkpoint`` pointer atomically), and the converters write their
 outputs with :func:`atomic_write_bytes`.
 """
+import errno
 import os
 import os.path as osp
 import tempfile
@@ -26,15 +27,29 @@ def _umask() -> int:
     return mask
 
 
+def _naming(error: OSError, filepath: str) -> OSError:
+    """The same kind of OSError, naming the output rather than the
+    temporary file."""
+    return type(error)(error.errno, f'cannot write {filepath!r}: '
+                       f'{error.strerror or error}')
+
+
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
     """Write ``data`` to ``filepath`` so that readers see either the old
     file or the complete new one, never a partial file."""
     # Write through a symlink to its target, as open(..., 'wb') would.
     filepath = osp.realpath(osp.expanduser(str(filepath)))
     directory = osp.dirname(filepath) or '.'
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=directory)
+    if osp.isdir(filepath):
+        raise IsADirectoryError(
+            errno.EISDIR, f'cannot write {filepath!r}: it is a directory; '
+            'give a file path')
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f'.{osp.basename(filepath)}.', suffix='.tmp', dir=directory)
+    except OSError as e:
+        raise _naming(e, filepath) from None
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
@@ -43,9 +58,11 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
         # mkstemp creates 0o600; give the file the mode open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, filepath)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, filepath) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -72,7 +72,7 @@ def _add_arch(parser: argparse.ArgumentParser) -> None:
 def _run(convert: Callable[[], int]) -> int:
     try:
         return convert()
-    except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
+    except (CheckpointError, OSError, ValueError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr)
         print('nothing was written', file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
     'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
-    'read_checkpoint', 'load_state_dict_checked'
+    'read_checkpoint', 'load_state_dict_checked', 'check_torch_format'
 ]
 
 
@@ -52,6 +52,30 @@ def _offending_global(msg: str) -> Optional[str]:
         if found:
             return found.group(1)
     return None
+
+
+# torch.save writes a zip archive (torch >= 1.6) or a bare pickle (legacy,
+# protocol >= 2, so it starts with the PROTO opcode 0x80).
+_TORCH_MAGICS = (b'PK\x03\x04', b'\x80')
+
+
+def check_torch_format(filename, name: str) -> None:
+    """Refuse a file that is neither: torch's legacy loader otherwise fails
+    with a bare ``KeyError`` (e.g. "101" for a text file)."""
+    if hasattr(filename, 'read'):
+        if not hasattr(filename, 'seek'):
+            return
+        start = filename.tell()
+        head = filename.read(4)
+        filename.seek(start)
+    else:
+        with open(filename, 'rb') as f:
+            head = f.read(4)
+    if not head.startswith(_TORCH_MAGICS):
+        raise CorruptCheckpointError(
+            f'{name!r} is not a PyTorch checkpoint: it is neither a zip '
+            'archive (torch.save) nor a pickle (legacy torch.save); it '
+            f'starts with {head!r}')
 
 
 def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
@@ -113,6 +137,7 @@ def load_checkpoint_file(filename,
         raise CorruptCheckpointError(
             f'checkpoint {name!r} is empty (0 bytes); was its writing '
             'interrupted?')
+    check_torch_format(filename, name)
     try:
         with torch.serialization.safe_globals(list(extra_safe_globals)):
             # Explicit weights_only=True: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD

@@ -2,9 +2,11 @@
 scripts for classification (mmpretrain), segmentation (mmseg) and detection
 (mmdet), told apart by the config alone."""
 import argparse
+import contextlib
 import logging
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -109,3 +111,64 @@ def dump_metric(family: str, out: str):
         return DumpDetResults(out_file_path=out)
     from mmengine.evaluator import DumpResults
     return DumpResults(out_file_path=out)
+
+
+def add_partial_load_flag(parser: argparse.ArgumentParser) -> None:
+    """``--allow-partial-load``, the one switch of
+    :func:`check_checkpoint_match`."""
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='load a checkpoint that does not match the model: skip (and '
+        'only log) missing, unexpected and mismatched keys; without it '
+        'any mismatch stops with the list of keys and exit status 1')
+
+
+def check_local_checkpoint(path) -> None:
+    """Refuse early a local ``load_from`` / test checkpoint that is not a
+    ``torch.save`` file (mmengine's loader fails on it with a bare
+    ``KeyError``); URLs and missing paths are left to the loaders."""
+    from mmslak.checkpoint.loading import check_torch_format
+    if path and '://' not in str(path) and osp.isfile(path):
+        check_torch_format(path, str(path))
+
+
+def check_checkpoint_match(cfg: Config, strict: bool,
+                           allow_partial: bool) -> None:
+    """Make ``load_from`` / ``--resume`` fail on a checkpoint that does not
+    match the model (mmengine only logs the mismatch and goes on with
+    random weights): add ``CheckpointMatchHook(strict=strict)`` to
+    ``custom_hooks`` unless the config has one. ``allow_partial``
+    (``--allow-partial-load``) instead removes it, restoring mmengine's
+    lenient loading."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    ours = [
+        h for h in hooks
+        if str(h.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
+    ]
+    if allow_partial:
+        cfg.custom_hooks = [h for h in hooks if h not in ours]
+        print_log(
+            '--allow-partial-load: checkpoint keys that do not match the '
+            'model are skipped (and only logged)',
+            logger='current',
+            level=logging.WARNING)
+    elif not ours:
+        cfg.custom_hooks = hooks + [
+            dict(type='CheckpointMatchHook', strict=strict)
+        ]
+
+
+@contextlib.contextmanager
+def exit_on_checkpoint_error():
+    """Turn a checkpoint error (mismatched keys, not a checkpoint, ...)
+    into ``error: ...`` on stderr and exit status 1, without a
+    traceback."""
+    from mmslak.checkpoint.loading import (CheckpointError,
+                                           CheckpointMismatchError)
+    try:
+        yield
+    except CheckpointError as e:
+        hint = ('\npass --allow-partial-load to load only the matching '
+                'weights' if isinstance(e, CheckpointMismatchError) else '')
+        sys.exit(f'error: {e}{hint}')

@@ -54,8 +54,16 @@ def test_every_paper_row_has_a_config():
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_builds(path):
     cfg = Config.fromfile(osp.join(REPO, path))
-    assert cfg.custom_imports['imports'] == ['mmslak']
+    imports = cfg.custom_imports['imports']
     family = task_family(cfg)
+    # downstream configs also load the checked datasets (mmslak.datasets)
+    assert imports == (['mmslak'] if family == 'mmpretrain' else
+                       ['mmslak', 'mmslak.datasets'])
+    for loader in ('train_dataloader', 'test_dataloader'):
+        dataset = cfg[loader]['dataset']
+        for sub in dataset.get('datasets', [dataset]):
+            assert family == 'mmpretrain' or \
+                sub['type'].startswith('Checked'), (loader, sub['type'])
     init_default_scope(family)
 
     model_cfg = copy.deepcopy(cfg.model)

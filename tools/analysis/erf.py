@@ -20,13 +20,13 @@ import time
 
 import numpy as np
 import torch
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mmslak.analysis import (BACKBONE_ALIASES, DEFAULT_THRESHOLDS,
                              build_erf_backbone, compute_erf,
                              high_contribution_area_ratios, load_images,
                              normalize_erf, plot_erfs, preprocess)
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -85,7 +85,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of every config, xxx=yyy format')
     args = parser.parse_args(argv)
     n = len(args.models)

@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mmslak.analysis import (TensorForward, build_model, count_complexity,
@@ -25,6 +24,7 @@ from mmslak.analysis import (TensorForward, build_model, count_complexity,
                              uniform_densities)
 from mmslak.analysis.complexity import format_count
 from mmslak.apis import load_config
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 DEFAULT_SHAPES = {
     'classification': (224, 224),
@@ -79,11 +79,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, xxx=yyy format')
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
+    if args.shape is not None and min(args.shape) < 1:
+        parser.error(f'--shape must be positive pixel sizes, got '
+                     f'{" ".join(map(str, args.shape))}')
+    if args.density is not None and not 0 < args.density <= 1:
+        parser.error(f'--density must be in (0, 1], got {args.density}')
     if args.density_source == 'uniform' and args.density is None:
         parser.error('--density-source uniform needs --density')
     if args.density_source in ('masks', 'weights') and not args.checkpoint:

@@ -15,13 +15,13 @@ import json
 import sys
 
 import torch
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mmslak.analysis import (build_model, dummy_inputs, measure_throughput,
                              switch_to_deploy, task_of)
 from mmslak.analysis.builder import TensorForward
 from mmslak.apis import load_config
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -53,7 +53,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, xxx=yyy format')
     args = parser.parse_args(argv)
     if len(args.shape) not in (1, 2):

@@ -12,11 +12,10 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
 from mmslak.apis import init_model
 from mmslak.checkpoint import save_converted
 from mmslak.models import switch_to_deploy
+from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -24,7 +23,7 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file of the training form')
     parser.add_argument('checkpoint', help='checkpoint of the training form')
     parser.add_argument('out', help='where to write the deploy checkpoint')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     return parser.parse_args(argv)
 
 
@@ -43,7 +42,14 @@ def main(argv=None) -> int:
     meta = dict(deploy=True)
     if getattr(model, 'dataset_meta', None) is not None:
         meta['dataset_meta'] = model.dataset_meta
-    save_converted({'state_dict': model.state_dict(), 'meta': meta}, args.out)
+    try:  # atomic: a failed write leaves nothing behind
+        save_converted({
+            'state_dict': model.state_dict(),
+            'meta': meta
+        }, args.out)
+    except OSError as e:
+        print(f'error: {e}; nothing was written', file=sys.stderr)
+        return 1
     print(f'{switched} large-kernel layers re-parameterised; wrote '
           f'{osp.abspath(args.out)}')
     return 0

@@ -21,6 +21,9 @@ from mmslak.sparse.prune_grow import (cosine_prune_rate, num_to_prune,
                                       reset_optimizer_state)
 from mmslak.sparse.schedule import rescaled_interval
 from mmslak.sparse.scope import select_sparse_params, sparse_shapes
+from mmslak.sparse.validation import (check_density, check_exclude,
+                                      check_masks_keep_weights,
+                                      check_masks_matched)
 
 INITS = ('snip', 'erk', 'uniform', 'checkpoint')
 GROWTHS = ('random', 'gradient')
@@ -119,6 +122,8 @@ class SparseTrainingHook(Hook):
                  mask_prefix_map: Optional[Dict[str, str]] = None,
                  seed: Optional[int] = None,
                  log_per_layer: bool = True) -> None:
+        density = check_density(density)
+        exclude = check_exclude(exclude)
         self._check_args(density, init, growth, dynamic, update_interval,
                          prune_rate, final_prune_rate, snip_batches,
                          dense_threshold)
@@ -215,6 +220,7 @@ class SparseTrainingHook(Hook):
                     "init='checkpoint' to keep its masks")
             masks = self._drop_near_dense(
                 runner, self._initial_masks(runner, model, params))
+            check_masks_keep_weights(masks, self.density, self.init)
         self.masks = SparseMasks(params, masks)
         if resumed:
             self._load_schedule_state(state)
@@ -291,6 +297,7 @@ class SparseTrainingHook(Hook):
                     break
             renamed[name] = mask
         used = OrderedDict((n, m) for n, m in renamed.items() if n in params)
+        check_masks_matched(used, renamed, params, source)
         for name, mask in used.items():
             if tuple(mask.shape) != tuple(params[name].shape):
                 raise ValueError(f'mask {name} from {source} has shape '

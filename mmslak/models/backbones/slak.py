@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmslak.ops import memory_format_of, preferred_memory_format
 from ..layers.large_kernel import DecomposedLargeKernelConv, LayerNorm2d
+from .slak_args import check_slak_args
 
 
 class SLaKBlock(BaseModule):
@@ -160,14 +161,14 @@ class SLaK(BaseBackbone):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         depths, base_dims, arch_kernels = self._parse_arch(arch)
-        if width_factor <= 0:
-            raise ValueError(f'width_factor must be > 0, got {width_factor}')
+        channels = check_slak_args(depths, base_dims, width_factor,
+                                   drop_path_rate, in_channels)
         self.num_stages = len(depths)
         self.kernel_sizes = self._check_kernel_sizes(
             kernel_sizes if kernel_sizes is not None else arch_kernels
             or self.default_kernel_sizes)
         self.depths = list(depths)
-        self.channels = [int(d * width_factor) for d in base_dims]
+        self.channels = channels
         self.small_kernel = small_kernel
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)

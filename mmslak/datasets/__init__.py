@@ -1,0 +1,18 @@
+"""Checked versions of the upstream datasets the configs use, and the
+per-file checks behind them and ``tools/misc/check_dataset.py``.
+
+Not imported by ``import mmslak`` (it imports mmseg and mmdet): configs
+list it in ``custom_imports``.
+"""
+from .base import NonEmptyMixin
+from .checks import (DataProblem, DatasetError, coco_problems, image_problems,
+                     raise_problems, seg_label_problems, voc_xml_problems)
+from .det import CheckedCOCO, CheckedCocoDataset, CheckedVOCDataset
+from .seg import CheckedADE20KDataset, SegLabelCheckMixin
+
+__all__ = [
+    'NonEmptyMixin', 'DataProblem', 'DatasetError', 'coco_problems',
+    'image_problems', 'raise_problems', 'seg_label_problems',
+    'voc_xml_problems', 'CheckedCOCO', 'CheckedCocoDataset',
+    'CheckedVOCDataset', 'CheckedADE20KDataset', 'SegLabelCheckMixin'
+]

@@ -113,6 +113,10 @@ print('[setup_env] mmcv ops OK; mmdet', mmdet.__version__, 'mmseg', mmseg.__vers
       'mmpretrain', mmpretrain.__version__, 'mmslak', mmslak.__version__)
 PYEOF
 
+step "building mmslak's compiled CPU depthwise kernel (about a minute, cached by CPU)"
+(cd / && "$PY" -m mmslak.ops.cpu_kernel) \
+    || step "WARNING: the compiled CPU kernel did not build; mmslak falls back to torch's kernels"
+
 echo "$STAMP_KEY" > "$STAMP"
 step "environment ready: $VENV"
 echo "$PY" >&3

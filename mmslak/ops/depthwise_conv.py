@@ -114,8 +114,9 @@ def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
 
 
 def cropped_kernel_size(kh: int, kw: int, h: int, w: int) -> Tuple[int, int]:
-    """The part of a (kh, kw) kernel that can overlap an (h, w) map."""
-    return min(kh, 2 * h - 1), min(kw, 2 * w - 1)
+    """The part of a (kh, kw) kernel that can overlap an (h, w) map (one
+    tap of an empty map's)."""
+    return min(kh, max(1, 2 * h - 1)), min(kw, max(1, 2 * w - 1))
 
 
 # ----------------------------------------------------------------- passes
@@ -250,8 +251,7 @@ class _DepthwiseConv(torch.autograd.Function):
                                       ctx.w_spec)
             grad_x = _like(grad_x.to(x.dtype), x)
         if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad_pass(grad, x, weight, plan.weight_grad,
-                                       size)
+            grad_w = _weight_grad_pass(grad, x, weight, plan.weight_grad, size)
             grad_w = grad_w.to(weight.dtype).reshape(weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 2, 3))

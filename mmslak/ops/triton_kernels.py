@@ -26,8 +26,7 @@ def unavailable_reason(x: torch.Tensor) -> Optional[str]:
     """Why the Triton kernels cannot run on ``x`` (None if they can)."""
     if importlib.util.find_spec('triton') is None:
         return 'triton is not installed'
-    if x.device.type == 'cuda' or (x.device.type == 'cpu'
-                                   and interpreting()):
+    if x.device.type == 'cuda' or (x.device.type == 'cpu' and interpreting()):
         return None
     return (f'Triton kernels run on CUDA (or on the CPU under '
             f'TRITON_INTERPRET=1), got a {x.device.type} tensor')
@@ -71,8 +70,22 @@ def forward(x: torch.Tensor,
     bw, bj, bc = _block(_BW, w), _block(_WG_BJ, kw), _block(_BC, c)
     grid = (n * h, triton_cdiv(w, bw), triton_cdiv(c, bc))
     _kernels().dwconv_fwd_kernel[grid](
-        x, wt, b, y, c, h, w, kh, kw, *_strides(x), *_strides(y),
-        HAS_BIAS=bias is not None, FLIP=flip, BW=bw, BJ=bj, BC=bc)
+        x,
+        wt,
+        b,
+        y,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        *_strides(x),
+        *_strides(y),
+        HAS_BIAS=bias is not None,
+        FLIP=flip,
+        BW=bw,
+        BJ=bj,
+        BC=bc)
     _state['launches'] += 1
     return y
 
@@ -88,8 +101,20 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int,
     nj = triton_cdiv(kw, bj)
     grid = (kh * nj, triton_cdiv(c, bc), n)
     _kernels().dwconv_wgrad_kernel[grid](
-        x, grad, dw, c, h, w, kh, kw, *_strides(x), *_strides(grad), nj,
-        BW=bw, BJ=bj, BC=bc)
+        x,
+        grad,
+        dw,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        *_strides(x),
+        *_strides(grad),
+        nj,
+        BW=bw,
+        BJ=bj,
+        BC=bc)
     _state['launches'] += 1
     return dw.unsqueeze(1)
 

@@ -14,6 +14,37 @@ all of them alike. Then the large-kernel op alone (every SLaK-T shape), in
 achieved GFLOP/s and as a fraction of a large sgemm's GFLOP/s measured in
 the same run, and the peak memory of a training step vs ConvNeXt-T.
 
+Per pass (forward, input grad ``dgrad``, weight grad ``wgrad``) the op
+table times the plan the dispatch picks and torch's own kernel in the same
+layout, interleaved with a 1024^3 sgemm in the same rounds; GFLOP/s count
+the useful MACs (kernel cropped to what meets the map). ``--device cuda``
+adds a per-shape table: Triton vs cuDNN (both layouts), fp16 and fp32, and
+the reference's implicit-GEMM forward when installed.
+
+Notes on the compiled CPU kernel (``mmslak/ops/csrc/dwconv_cpu.cpp``), what
+was tried and measured (2 shared cores, AVX-512, min or median of rounds):
+
+* FFT weight gradient (the previous plan): 6-11% of sgemm; oneDNN's
+  channels_last depthwise weight gradient 0-7%.
+* Direct convolution over a channel-blocked, zero-padded copy
+  ([n][C/16][h][w + pad][16], packed once per call, 64-byte aligned: no
+  tails, no bounds checks, bf16 converted to fp32 while packing), vectorised
+  over 16 channels, register-blocked: 16 outputs x up to 13 taps of a
+  kernel row in zmm registers, each input vector loaded once and FMA'd into
+  every output it meets ("sliding" outer product, ~0.25-0.45 loads/FMA).
+  The weight gradient uses the same product with 13 tap accumulators and
+  16 grad vectors in registers, summed over n, h, w per channel block;
+  kernel rows are split across threads when channel blocks are few.
+  1 thread, min of 15 (SLaK-T stage 1-3 strips, batch 4): forward 49-100%
+  of sgemm, weight grad 31-105% (3-10x the FFT).
+* At 2 threads on the shared machine (``--quick --threads 2``, medians of
+  3): stage 1 strips 42-60% (fwd/dgrad) and 29-57% (wgrad) of sgemm; stage
+  2-3 strips 6-38%, where the same rounds' torch kernels fall as low (the
+  small per-call work meets OpenMP barriers with threads descheduled by
+  other processes). Not tried for lack of time: blocking two output rows
+  per x row in L1 for the Kx5 weight gradient (x rows now stream from L2),
+  Winograd-style strips, an implicit GEMM.
+
 Example::
 
     python tools/analysis/benchmark.py --quick

@@ -114,7 +114,7 @@ print('[setup_env] mmcv ops OK; mmdet', mmdet.__version__, 'mmseg', mmseg.__vers
 PYEOF
 
 step "building mmslak's compiled CPU depthwise kernel (about a minute, cached by CPU)"
-(cd / && "$PY" -m mmslak.ops.cpu_kernel) \
+(cd / && "$PY" -c 'from mmslak.ops.cpu_kernel import build; print(build())') \
     || step "WARNING: the compiled CPU kernel did not build; mmslak falls back to torch's kernels"
 
 echo "$STAMP_KEY" > "$STAMP"

@@ -7,8 +7,8 @@ another machine (or CPU) rebuilds instead of loading code it cannot run:
 
     ${MMSLAK_CACHE:-~/.cache/mmslak}/dwconv_cpu/<key>/
 
-``python -m mmslak.ops.cpu_kernel`` builds it ahead of time (the set-up
-script does). Where it cannot be built (no compiler, ``MMSLAK_DWCONV_CPP=0``)
+``python -c 'from mmslak.ops.cpu_kernel import build; build()'`` builds it
+ahead of time (the set-up script does). Where it cannot be built (no compiler, ``MMSLAK_DWCONV_CPP=0``)
 :func:`available` is False, one warning says why, and the dispatch keeps
 its other strategies.
 """
@@ -141,6 +141,11 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int,
     return dw
 
 
+def build(verbose: bool = False) -> str:
+    """Build (or find built) the kernel now; returns its directory."""
+    _build(verbose=verbose)
+    return build_dir()
+
+
 if __name__ == '__main__':
-    _build(verbose='-v' in sys.argv)
-    print(build_dir())
+    print(build(verbose='-v' in sys.argv))

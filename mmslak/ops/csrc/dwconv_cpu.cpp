@@ -121,11 +121,13 @@ void pack_weight(const at::Tensor& wt, const Geo& g, bool flip, T* dst) {
   }
 }
 
-// acc[b] += sum_jj w[jj] * x[b + jj] for b < kWB, jj < JB: every input
-// vector is loaded once and meets each output it contributes to.
-template <int JB, typename T>
-inline void slide_fwd(typename Vec<T>::type* acc,
-                      const typename Vec<T>::type* w, const T* x) {
+// The sliding outer product over one kernel row: every input vector is
+// loaded once and meets each (output b, tap jj) pair it belongs to.
+//   forward:     acc[b]  += coef[jj] * x[b + jj]   (coef: JB weights)
+//   weight grad: acc[jj] += coef[b]  * x[b + jj]   (coef: kWB grad vectors)
+template <int JB, bool kWgrad, typename T>
+inline void slide(typename Vec<T>::type* acc,
+                  const typename Vec<T>::type* coef, const T* x) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
 #pragma GCC unroll 64
@@ -134,7 +136,9 @@ inline void slide_fwd(typename Vec<T>::type* acc,
 #pragma GCC unroll 16
     for (int jj = 0; jj < JB; ++jj) {
       const int b = t - jj;
-      if (b >= 0 && b < kWB) acc[b] += w[jj] * xv;
+      if (b < 0 || b >= kWB) continue;
+      if constexpr (kWgrad) acc[jj] += coef[b] * xv;
+      else acc[b] += coef[jj] * xv;
     }
   }
 }
@@ -166,7 +170,7 @@ void fwd_block(const Geo& g, const T* xp, const T* wp, const T* bias,
     for (int64_t q = 0; q < g.nch; ++q) {
       V wv[JB];
       for (int jj = 0; jj < JB; ++jj) wv[jj] = wr[q * JB + jj];
-      slide_fwd<JB, T>(acc, wv, xr + q * JB * L);
+      slide<JB, false, T>(acc, wv, xr + q * JB * L);
     }
   }
   const int64_t c0 = cb * L, nc = std::min<int64_t>(L, g.C - c0);
@@ -189,23 +193,6 @@ void fwd_run(const Geo& g, const T* xp, const T* wp, const T* bias,
         fwd_block<JB, T, Tout>(g, xp, wp, bias, yd, ys, n, cb, h, wb * kWB);
     }
   });
-}
-
-// acc[jj] += sum_b gv[b] * x[b + jj]: the weight gradient's sliding product.
-template <int JB, typename T>
-inline void slide_wgrad(typename Vec<T>::type* acc,
-                        const typename Vec<T>::type* gv, const T* x) {
-  using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::L;
-#pragma GCC unroll 64
-  for (int t = 0; t < kWB + JB - 1; ++t) {
-    const V xv = *reinterpret_cast<const V*>(x + t * L);
-#pragma GCC unroll 16
-    for (int b = 0; b < kWB; ++b) {
-      const int jj = t - b;
-      if (jj >= 0 && jj < JB) acc[jj] += gv[b] * xv;
-    }
-  }
 }
 
 // dw[cb][i][:] for kernel rows i in [i0, i1), summed over n, h, w.
@@ -231,7 +218,7 @@ void wgrad_task(const Geo& g, const T* xp, const T* gp, T* dw, int64_t cb,
             V gv[kWB];
             for (int b = 0; b < kWB; ++b)
               gv[b] = *reinterpret_cast<const V*>(gr + (w0 + b) * L);
-            slide_wgrad<JB, T>(acc, gv, xr + (w0 + q * JB) * L);
+            slide<JB, true, T>(acc, gv, xr + (w0 + q * JB) * L);
           }
           for (int jj = 0; jj < JB; ++jj) out[jj] = acc[jj];
         }

@@ -8,9 +8,9 @@ another machine (or CPU) rebuilds instead of loading code it cannot run:
     ${MMSLAK_CACHE:-~/.cache/mmslak}/dwconv_cpu/<key>/
 
 ``python -c 'from mmslak.ops.cpu_kernel import build; build()'`` builds it
-ahead of time (the set-up script does). Where it cannot be built (no compiler, ``MMSLAK_DWCONV_CPP=0``)
-:func:`available` is False, one warning says why, and the dispatch keeps
-its other strategies.
+ahead of time (the set-up script does). Where it cannot be built (no
+compiler, ``MMSLAK_DWCONV_CPP=0``) :func:`available` is False, one warning
+says why, and the dispatch keeps its other strategies.
 """
 import hashlib
 import os

@@ -275,12 +275,12 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     * kernels with >= 100 taps on maps of >= 64 pixels (every SLaK-T strip
       up to stage 3): all three passes compiled (its weight gradient runs
       3-10x faster than the FFT, which was 2-10x faster than oneDNN's);
-    * 5x5 kernels on channels_last maps of >= 64 pixels: oneDNN's forward
-      and input gradient (memory-bound there, the kernel's packing costs
-      more), the compiled weight gradient (oneDNN's runs at a few percent of
-      peak);
-    * anything else (stage 4's 13x5 on 7x7 maps, which the backbone runs
-      NCHW): native.
+    * other kernels of more than 9 taps (the 5x5, stage 4's 13x5 on 7x7
+      maps): torch's forward and input gradient in the layout the input
+      comes in (oneDNN's are as fast there, the kernel's packing costs
+      more), the compiled weight gradient (oneDNN's runs at a few percent
+      of peak: measured 10-30x slower on stage 4);
+    * 3x3 and smaller: as without the compiled kernel.
 
     Without the compiled kernel: the strips run direct channels_last
     forward and input gradient and an FFT weight gradient; other kernels
@@ -298,13 +298,12 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
         return None
     kh, kw = weight.shape[-2:]
     h, w = x.shape[-2:]
-    big = h * w >= 64
-    if big and kh * kw >= 100 and cpu_kernel.usable(x):
-        return Plan('cpp', 'cpp', 'cpp')
-    if big and max(kh, kw) <= 7 and kh * kw > 9 and \
-            memory_format_of(x) == torch.channels_last and \
-            cpu_kernel.usable(x):
-        return Plan('cl', 'cl', 'cpp')
+    if kh * kw > 9 and cpu_kernel.usable(x):
+        if kh * kw >= 100 and h * w >= 64:
+            return Plan('cpp', 'cpp', 'cpp')
+        native = 'cl' if memory_format_of(x) == torch.channels_last else \
+            'nchw'
+        return Plan(native, native, 'cpp')
     return _fallback_plan(x, weight)
 
 

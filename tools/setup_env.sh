@@ -119,6 +119,10 @@ print('[setup_env] mmcv ops OK; mmdet', mmdet.__version__, 'mmseg', mmseg.__vers
       'mmpretrain', mmpretrain.__version__, 'mmslak', mmslak.__version__)
 PYEOF
 
+step "building mmslak's compiled CPU depthwise kernel (about a minute, cached by CPU)"
+(cd / && "$PY" -c 'from mmslak.ops.cpu_kernel import build; print(build())') \
+    || step "WARNING: the compiled CPU kernel did not build; mmslak falls back to torch's kernels"
+
 echo "$STAMP_KEY" > "$STAMP"
 step "environment ready: $VENV"
 echo "$PY" >&3

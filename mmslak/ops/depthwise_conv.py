@@ -32,16 +32,19 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernel, triton_kernels
 from .fft_conv import (fft_forward, fft_input_grad, fft_shape, fft_weight_grad,
                        kernel_spectrum)
 
 _MODES = ('heuristic', 'tune', 'reference')
-_PASS_STRATEGIES = ('nchw', 'cl', 'fft')
+_PASS_STRATEGIES = ('nchw', 'cl', 'fft', 'cpp', 'triton')
 
 
 class Plan(NamedTuple):
     """How each pass of one convolution is computed: each field is one of
-    ``'nchw'``, ``'cl'`` (channels_last) or ``'fft'``."""
+    ``'nchw'``, ``'cl'`` (channels_last), ``'fft'``, ``'cpp'`` (the compiled
+    CPU kernel, :mod:`mmslak.ops.cpu_kernel`) or ``'triton'`` (CUDA,
+    :mod:`mmslak.ops.triton_kernels`)."""
     forward: str = 'nchw'
     input_grad: str = 'nchw'
     weight_grad: str = 'nchw'
@@ -111,8 +114,9 @@ def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
 
 
 def cropped_kernel_size(kh: int, kw: int, h: int, w: int) -> Tuple[int, int]:
-    """The part of a (kh, kw) kernel that can overlap an (h, w) map."""
-    return min(kh, 2 * h - 1), min(kw, 2 * w - 1)
+    """The part of a (kh, kw) kernel that can overlap an (h, w) map (one
+    tap of an empty map's)."""
+    return min(kh, max(1, 2 * h - 1)), min(kw, max(1, 2 * w - 1))
 
 
 # ----------------------------------------------------------------- passes
@@ -146,26 +150,89 @@ def _fft_dtype(x: torch.Tensor) -> torch.dtype:
         torch.float32
 
 
+def _check_strategy(strategy: str, x: torch.Tensor) -> None:
+    if strategy == 'cpp':
+        if x.device.type != 'cpu' or x.dtype not in cpu_kernel.DTYPES:
+            raise ValueError(f"strategy 'cpp' runs on the CPU in "
+                             f'{cpu_kernel.DTYPES}, got a {x.device.type} '
+                             f'{x.dtype} tensor')
+        if not cpu_kernel.available():
+            raise RuntimeError("strategy 'cpp' asked for, but the compiled "
+                               f'CPU kernel is unavailable: '
+                               f'{cpu_kernel.error()}')
+    elif strategy == 'triton':
+        problem = triton_kernels.unavailable_reason(x)
+        if problem:
+            raise RuntimeError(f"strategy 'triton' asked for: {problem}")
+
+
+def _forward_pass(x, weight, bias, strategy, size):
+    """y and, for an FFT forward, the kernel's spectrum."""
+    _check_strategy(strategy, x)
+    if strategy == 'fft':
+        dt = _fft_dtype(x)
+        w_spec = kernel_spectrum(weight.to(dt), size)
+        y = fft_forward(x.to(dt), w_spec, size).to(x.dtype)
+        if bias is not None:
+            y = y + bias.to(y.dtype).view(1, -1, 1, 1)
+        return y, w_spec
+    if strategy == 'cpp':
+        return cpu_kernel.forward(x, weight, bias), None
+    if strategy == 'triton':
+        return triton_kernels.forward(x, weight, bias), None
+    return F.conv2d(
+        _layout(x, strategy),
+        weight,
+        bias,
+        padding=_pad(weight),
+        groups=weight.shape[0]), None
+
+
+def _input_grad_pass(grad, weight, strategy, size, w_spec):
+    _check_strategy(strategy, grad)
+    if strategy == 'fft':
+        dt = _fft_dtype(grad)
+        if w_spec is None:
+            w_spec = kernel_spectrum(weight.to(dt), size)
+        return fft_input_grad(grad.to(dt), w_spec, size)
+    if strategy == 'cpp':
+        return cpu_kernel.forward(grad, weight, flip=True)
+    if strategy == 'triton':
+        return triton_kernels.forward(grad, weight, flip=True)
+    # The input gradient of a stride-1 same-padded correlation is the same
+    # correlation with the kernel flipped.
+    return F.conv2d(
+        _layout(grad, strategy),
+        weight.flip(-2, -1),
+        padding=_pad(weight),
+        groups=weight.shape[0])
+
+
+def _weight_grad_pass(grad, x, weight, strategy, size):
+    _check_strategy(strategy, x)
+    kh, kw = weight.shape[-2:]
+    if strategy == 'fft':
+        dt = _fft_dtype(x)
+        return fft_weight_grad(
+            x.to(dt).contiguous(),
+            grad.to(dt).contiguous(), kh, kw, size)
+    if strategy == 'cpp':
+        return cpu_kernel.weight_grad(grad, x, kh, kw)
+    if strategy == 'triton':
+        return triton_kernels.weight_grad(grad, x, kh, kw)
+    return torch.ops.aten.convolution_backward(
+        _layout(grad, strategy), _layout(x, strategy), weight, None, (1, 1),
+        _pad(weight), (1, 1), False, (0, 0), weight.shape[0],
+        (False, True, False))[1]
+
+
 class _DepthwiseConv(torch.autograd.Function):
     """Depthwise same-padded convolution whose passes follow a Plan."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan: Plan):
         size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
-        w_spec = None
-        if plan.forward == 'fft':
-            dt = _fft_dtype(x)
-            w_spec = kernel_spectrum(weight.to(dt), size)
-            y = fft_forward(x.to(dt), w_spec, size).to(x.dtype)
-            if bias is not None:
-                y = y + bias.to(y.dtype).view(1, -1, 1, 1)
-        else:
-            y = F.conv2d(
-                _layout(x, plan.forward),
-                weight,
-                bias,
-                padding=_pad(weight),
-                groups=weight.shape[0])
+        y, w_spec = _forward_pass(x, weight, bias, plan.forward, size)
         ctx.plan = plan
         ctx.size = size
         ctx.has_bias = bias is not None
@@ -180,34 +247,11 @@ class _DepthwiseConv(torch.autograd.Function):
         plan, size = ctx.plan, ctx.size
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            if plan.input_grad == 'fft':
-                dt = _fft_dtype(grad)
-                w_spec = ctx.w_spec
-                if w_spec is None:
-                    w_spec = kernel_spectrum(weight.to(dt), size)
-                grad_x = fft_input_grad(grad.to(dt), w_spec, size)
-            else:
-                # The input gradient of a stride-1 same-padded correlation
-                # is the same correlation with the kernel flipped.
-                grad_x = F.conv2d(
-                    _layout(grad, plan.input_grad),
-                    weight.flip(-2, -1),
-                    padding=_pad(weight),
-                    groups=weight.shape[0])
+            grad_x = _input_grad_pass(grad, weight, plan.input_grad, size,
+                                      ctx.w_spec)
             grad_x = _like(grad_x.to(x.dtype), x)
         if ctx.needs_input_grad[1]:
-            kh, kw = weight.shape[-2:]
-            if plan.weight_grad == 'fft':
-                dt = _fft_dtype(x)
-                grad_w = fft_weight_grad(
-                    x.to(dt).contiguous(),
-                    grad.to(dt).contiguous(), kh, kw, size)
-            else:
-                grad_w = torch.ops.aten.convolution_backward(
-                    _layout(grad, plan.weight_grad),
-                    _layout(x, plan.weight_grad), weight, None, (1, 1),
-                    _pad(weight), (1, 1), False, (0, 0), weight.shape[0],
-                    (False, True, False))[1]
+            grad_w = _weight_grad_pass(grad, x, weight, plan.weight_grad, size)
             grad_w = grad_w.to(weight.dtype).reshape(weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 2, 3))
@@ -224,29 +268,61 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     """The default plan; ``None`` means plain ``F.conv2d`` (native autograd,
     in the layout the input comes in).
 
-    From measurements on the CPU (SLaK-T shapes, ``benchmark.py``'s op
-    table, see the README):
+    From measurements on the CPU (SLaK-T shapes, ``benchmark.py``'s per-pass
+    table, see the README), with the compiled kernel
+    (:mod:`mmslak.ops.cpu_kernel`):
 
     * kernels with >= 100 taps on maps of >= 64 pixels (every SLaK-T strip
-      up to stage 3): direct forward and input gradient channels_last (NCHW
-      runs wide kernels up to 25x slower), weight gradient by FFT (oneDNN's
-      large depthwise weight gradient runs at a few percent of peak, 2-10x
-      slower than the FFT);
-    * kernels of at most 7 taps per axis (the 5x5 branch): native; a layout
-      change costs more than it could save;
+      up to stage 3): all three passes compiled (its weight gradient runs
+      3-10x faster than the FFT, which was 2-10x faster than oneDNN's);
+    * other kernels of more than 9 taps (the 5x5, stage 4's 13x5 on 7x7
+      maps): torch's forward and input gradient in the layout the input
+      comes in (oneDNN's are as fast there, the kernel's packing costs
+      more), the compiled weight gradient (oneDNN's runs at a few percent
+      of peak: measured 10-30x slower on stage 4);
+    * 3x3 and smaller: as without the compiled kernel.
+
+    Without the compiled kernel: the strips run direct channels_last
+    forward and input gradient and an FFT weight gradient; other kernels
+    as :func:`_fallback_plan` says.
+
+    CUDA: with Triton installed, the passes' strategies (cuDNN NCHW / cuDNN
+    channels_last / FFT / Triton) are timed once per shape and the fastest
+    kept (:func:`tune_plan`, like ``cudnn.benchmark``); else native.
+    """
+    if x.device.type == 'cuda':
+        if triton_kernels.unavailable_reason(x) is None:
+            return tune_plan(x, weight, with_grad=torch.is_grad_enabled())
+        return None
+    if x.device.type != 'cpu':
+        return None
+    kh, kw = weight.shape[-2:]
+    h, w = x.shape[-2:]
+    if kh * kw > 9 and cpu_kernel.usable(x):
+        if kh * kw >= 100 and h * w >= 64:
+            return Plan('cpp', 'cpp', 'cpp')
+        native = 'cl' if memory_format_of(x) == torch.channels_last else \
+            'nchw'
+        return Plan(native, native, 'cpp')
+    return _fallback_plan(x, weight)
+
+
+def _fallback_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
+    """The CPU plan with torch's kernels only.
+
+    * kernels with >= 100 taps on maps of >= 64 pixels: direct forward and
+      input gradient channels_last (NCHW runs wide kernels up to 25x
+      slower), weight gradient by FFT (oneDNN's large depthwise weight
+      gradient runs at a few percent of peak, 2-10x slower than the FFT);
+    * kernels of at most 7 taps per axis (the 5x5 branch): native;
     * other kernels (stage 4's 13x5 and 5x13): native for an NCHW input
       on maps under 28x28 (the backbone runs that stage NCHW, see
       :func:`preferred_memory_format`); for a channels_last input direct
       channels_last, with an NCHW weight gradient on maps under 28x28,
       where oneDNN's channels_last depthwise weight gradient is ~2x slower.
-
-    CUDA: native (cuDNN / PyTorch's depthwise kernels); the FFT and layout
-    alternatives can be selected per shape with ``set_dispatch('tune')``.
     """
     kh, kw = weight.shape[-2:]
     h, w = x.shape[-2:]
-    if x.device.type != 'cpu':
-        return None
     if kh * kw >= 100 and h * w >= 64:
         return Plan('cl', 'cl', 'fft')
     if max(kh, kw) <= 7:
@@ -255,6 +331,16 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     if small_map and memory_format_of(x) != torch.channels_last:
         return None
     return Plan('cl', 'cl', 'nchw' if small_map else 'cl')
+
+
+def candidate_strategies(x: torch.Tensor) -> Tuple[str, ...]:
+    """The strategies that can run on ``x``'s device here."""
+    names = ['nchw', 'cl', 'fft']
+    if cpu_kernel.usable(x):
+        names.append('cpp')
+    if triton_kernels.unavailable_reason(x) is None:
+        names.append('triton')
+    return tuple(names)
 
 
 def _time(fn, reps: int = 3) -> float:
@@ -288,7 +374,7 @@ def tune_plan(x: torch.Tensor,
             best[name] = 'nchw'  # never run
             continue
         timings = {}
-        for strategy in _PASS_STRATEGIES:
+        for strategy in candidate_strategies(x):
             plan = Plan(*([strategy] * 3))
             with torch.no_grad():
                 if name == 'forward':

@@ -30,6 +30,7 @@ def _is_smooth(n: int) -> bool:
 
 def fft_size(n: int) -> int:
     """Smallest 5-smooth integer >= ``n`` (fast for pocketfft and cuFFT)."""
+    n = max(n, 1)
     while not _is_smooth(n):
         n += 1
     return n

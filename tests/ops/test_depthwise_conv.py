@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmslak.ops import (Plan, cropped_kernel_size, depthwise_conv2d, dispatch,
-                        get_dispatch, heuristic_plan, plan_for, set_dispatch,
-                        tune_plan)
+from mmslak.ops import (Plan, cpu_kernel, cropped_kernel_size,
+                        depthwise_conv2d, dispatch, get_dispatch,
+                        heuristic_plan, plan_for, set_dispatch, tune_plan)
 
-STRATEGIES = ('nchw', 'cl', 'fft')
+STRATEGIES = ('nchw', 'cl', 'fft', 'cpp')  # the CPU's
 
 
 def reference(x, w, b=None):
@@ -170,8 +170,36 @@ def test_reference_mode_is_plain_conv2d():
 
 
 def test_heuristic_plans():
+    assert cpu_kernel.available(), cpu_kernel.error()
     x = torch.randn(2, 8, 56, 56)
-    # Small kernels keep the native path (the computation it replaced).
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    # Small kernels: native passes in the input's layout, compiled weight
+    # gradient; 3x3 fully native.
+    assert heuristic_plan(x, torch.randn(8, 1, 5,
+                                         5)) == Plan('nchw', 'nchw', 'cpp')
+    assert heuristic_plan(x_cl, torch.randn(8, 1, 3, 3)) is None
+    assert heuristic_plan(x_cl, torch.randn(8, 1, 5,
+                                            5)) == Plan('cl', 'cl', 'cpp')
+    for xx in (x, x_cl):
+        assert heuristic_plan(xx, torch.randn(8, 1, 51,
+                                              5)) == Plan('cpp', 'cpp', 'cpp')
+    # fp16 is not the compiled kernel's: the torch-only plan.
+    assert heuristic_plan(x.half(), torch.randn(8, 1, 51, 5).half()) == \
+        Plan('cl', 'cl', 'fft')
+    small_map = torch.randn(2, 8, 7, 7)
+    assert heuristic_plan(small_map,
+                          torch.randn(8, 1, 13,
+                                      5)) == Plan('nchw', 'nchw', 'cpp')
+    if torch.cuda.is_available():
+        assert heuristic_plan(x.cuda(), torch.randn(
+            8, 1, 51,
+            5)) in (None, tune_plan(x.cuda(),
+                                    torch.randn(8, 1, 51, 5).cuda()))
+
+
+def test_heuristic_plans_without_compiled_kernel(monkeypatch):
+    monkeypatch.setitem(cpu_kernel._state, 'loaded', False)
+    x = torch.randn(2, 8, 56, 56)
     assert heuristic_plan(x, torch.randn(8, 1, 5, 5)) is None
     assert heuristic_plan(x, torch.randn(8, 1, 3, 3)) is None
     assert heuristic_plan(x, torch.randn(8, 1, 51,
@@ -184,8 +212,6 @@ def test_heuristic_plans():
     assert heuristic_plan(small_map, torch.randn(8, 1, 5, 5)) is None
     assert heuristic_plan(x, torch.randn(8, 1, 13,
                                          3)) == Plan('cl', 'cl', 'cl')
-    if torch.cuda.is_available():
-        assert heuristic_plan(x.cuda(), torch.randn(8, 1, 51, 5)) is None
 
 
 def test_tune_mode_caches_a_valid_plan():

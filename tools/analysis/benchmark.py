@@ -14,6 +14,37 @@ all of them alike. Then the large-kernel op alone (every SLaK-T shape), in
 achieved GFLOP/s and as a fraction of a large sgemm's GFLOP/s measured in
 the same run, and the peak memory of a training step vs ConvNeXt-T.
 
+Per pass (forward, input grad ``dgrad``, weight grad ``wgrad``) the op
+table times the plan the dispatch picks and torch's own kernel in the same
+layout, interleaved with a 1024^3 sgemm in the same rounds; GFLOP/s count
+the useful MACs (kernel cropped to what meets the map). ``--device cuda``
+adds a per-shape table: Triton vs cuDNN (both layouts), fp16 and fp32, and
+the reference's implicit-GEMM forward when installed.
+
+Notes on the compiled CPU kernel (``mmslak/ops/csrc/dwconv_cpu.cpp``), what
+was tried and measured (2 shared cores, AVX-512, min or median of rounds):
+
+* FFT weight gradient (the previous plan): 6-11% of sgemm; oneDNN's
+  channels_last depthwise weight gradient 0-7%.
+* Direct convolution over a channel-blocked, zero-padded copy
+  ([n][C/16][h][w + pad][16], packed once per call, 64-byte aligned: no
+  tails, no bounds checks, bf16 converted to fp32 while packing), vectorised
+  over 16 channels, register-blocked: 16 outputs x up to 13 taps of a
+  kernel row in zmm registers, each input vector loaded once and FMA'd into
+  every output it meets ("sliding" outer product, ~0.25-0.45 loads/FMA).
+  The weight gradient uses the same product with 13 tap accumulators and
+  16 grad vectors in registers, summed over n, h, w per channel block;
+  kernel rows are split across threads when channel blocks are few.
+  1 thread, min of 15 (SLaK-T stage 1-3 strips, batch 4): forward 49-100%
+  of sgemm, weight grad 31-105% (3-10x the FFT).
+* At 2 threads on the shared machine (``--quick --threads 2``, medians of
+  3): stage 1 strips 42-60% (fwd/dgrad) and 29-57% (wgrad) of sgemm; stage
+  2-3 strips 6-38%, where the same rounds' torch kernels fall as low (the
+  small per-call work meets OpenMP barriers with threads descheduled by
+  other processes). Not tried for lack of time: blocking two output rows
+  per x row in L1 for the Kx5 weight gradient (x rows now stream from L2),
+  Winograd-style strips, an implicit GEMM.
+
 Example::
 
     python tools/analysis/benchmark.py --quick
@@ -32,8 +63,9 @@ import time
 import torch
 
 import mmslak  # noqa: F401  (registers SLaK)
-from mmslak.ops import (cropped_kernel_size, depthwise_conv2d, dispatch,
-                        preferred_memory_format)
+from mmslak.ops import cropped_kernel_size
+from mmslak.ops import depthwise_conv as dc
+from mmslak.ops import dispatch, plan_for, preferred_memory_format
 
 SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
 SMALL_KERNEL = 5
@@ -219,8 +251,8 @@ def op_shapes(batch: int, size: int):
     return shapes
 
 
-def sgemm_gflops(device: str, repeats: int) -> float:
-    n = 2048
+def sgemm_fn(device: str):
+    n = 1024
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
 
@@ -228,78 +260,143 @@ def sgemm_gflops(device: str, repeats: int) -> float:
         torch.mm(a, b)
         sync(device)
 
-    sec = time_round_robin({'mm': fn}, repeats)['mm']
-    return 2 * n**3 / sec / 1e9
+    return fn, 2 * n**3
+
+
+def pass_fns(x, w, g, strategies, device):
+    """Closures running each pass with the given (forward, input grad,
+    weight grad) strategies, through the op's own pass functions."""
+    size = dc.fft_shape(*x.shape[-2:], *w.shape[-2:])
+
+    def run(fn, *a):
+
+        def call():
+            fn(*a)
+            sync(device)
+
+        return call
+
+    return (run(dc._forward_pass, x, w, None, strategies[0], size),
+            run(dc._input_grad_pass, g, w, strategies[1], size,
+                None), run(dc._weight_grad_pass, g, x, w, strategies[2], size))
+
+
+PASSES = ('fwd', 'dgrad', 'wgrad')
+
+
+def _native(x) -> str:
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return 'cl' if cl else 'nchw'
+
+
+def _op_case(label, xs, kh, kw, device, dtype=torch.float32, stage=None):
+    """(x, cropped weight, grad, useful FLOPs) of one shape, in the layout
+    the backbone runs that stage in."""
+    x = torch.randn(xs, device=device, dtype=dtype)
+    if stage is not None:
+        x = x.contiguous(
+            memory_format=preferred_memory_format(x, SLAK_T_STAGES[stage][1]))
+    else:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ch, cw = cropped_kernel_size(kh, kw, xs[2], xs[3])
+    w = torch.randn(xs[1], 1, ch, cw, device=device, dtype=dtype)
+    g = torch.randn_like(x)
+    return x, w, g, 2 * xs[0] * xs[1] * xs[2] * xs[3] * ch * cw
 
 
 def bench_ops(args, results):
+    """Per pass: ours (the dispatched plan) and torch's own kernel in the
+    same layout, and a 1024^3 sgemm, timed round-robin in one run."""
     depths = (3, 3, 9, 3)
     reps = max(3, args.repeats)
     for bs, size in zip(args.batch_sizes, args.sizes):
-        peak = sgemm_gflops(args.device, reps)
-        print(f'\nlarge-kernel op alone, SLaK-T shapes at batch {bs} x {size}'
-              f' (FLOPs of the exact cropped kernel; fwd+bwd = 3x fwd)')
-        print(f'  sgemm 2048^3: {peak:.1f} GFLOP/s (same run)')
-        print(f'  {"shape":<18}{"fwd GF/s":>9}{"%sgemm":>7}{"f+b GF/s":>9}'
-              f'{"%sgemm":>7}{"f+b vs ref":>11}')
-        tot_flop = tot_new = tot_ref = 0.0
-        rows = []
+        print(f'\nlarge-kernel op per pass, SLaK-T shapes at batch {bs} x '
+              f'{size}, {torch.get_num_threads()} threads (GFLOP/s of the '
+              f'kernel cropped to the map; % of the same rounds\' sgemm)')
+        print(f'  {"shape":<16}{"layout":>7}{"plan":>16}' +
+              ''.join(f'{p + " GF/s":>12}{"%sg":>5}{"xtorch":>7}'
+                      for p in PASSES))
+        rows, tot = [], dict(flop=0., ours=0., torch=0.)
         for label, xs, (kh, kw), stage in op_shapes(bs, size):
-            x = torch.randn(xs, device=args.device)
-            # The layout the backbone runs this stage in.
-            x_cl = x.contiguous(
-                memory_format=preferred_memory_format(x, SLAK_T_STAGES[stage]
-                                                      [1]))
-            w = torch.randn(xs[1], 1, kh, kw, device=args.device)
-            g = torch.randn(xs, device=args.device)
-            ch, cw = cropped_kernel_size(kh, kw, xs[2], xs[3])
-            flop = 2 * xs[0] * xs[1] * xs[2] * xs[3] * ch * cw
-
-            def fwd(mode, inp):
-                with dispatch(mode), torch.no_grad():
-                    depthwise_conv2d(inp, w)
-                sync(args.device)
-
-            def fwdbwd(mode, inp):
-                xr = inp.detach().requires_grad_()
-                wr = w.detach().requires_grad_()
-                with dispatch(mode):
-                    depthwise_conv2d(xr, wr).backward(g)
-                sync(args.device)
-
-            med = time_round_robin(
-                {
-                    'fwd': lambda: fwd(None, x_cl),
-                    'fb': lambda: fwdbwd(None, x_cl),
-                    'fb_ref': lambda: fwdbwd('reference', x),
-                }, reps)
-            f_gf = flop / med['fwd'] / 1e9
-            fb_gf = 3 * flop / med['fb'] / 1e9
-            ratio = med['fb_ref'] / med['fb']
-            n_blocks = depths[stage]
-            tot_flop += 3 * flop * n_blocks
-            tot_new += med['fb'] * n_blocks
-            tot_ref += med['fb_ref'] * n_blocks
-            # Repeats of one computation spread by a few percent here.
-            flag = '' if ratio >= 0.95 else '  <- slower than reference'
-            print(f'  {label:<18}{f_gf:9.1f}{f_gf / peak:7.0%}{fb_gf:9.1f}'
-                  f'{fb_gf / peak:7.0%}{ratio:10.2f}x{flag}')
-            rows.append(
-                dict(
-                    shape=label,
-                    fwd_gflops=f_gf,
-                    fb_gflops=fb_gf,
-                    speedup_vs_reference=ratio))
-        overall = tot_flop / tot_new / 1e9
-        print(f'  all SLaK-T large-kernel convs, fwd+bwd: {overall:.1f} '
-              f'GFLOP/s = {overall / peak:.0%} of sgemm; '
-              f'{tot_ref / tot_new:.2f}x faster than the reference way')
+            x, w, g, flop = _op_case(
+                label, xs, kh, kw, args.device, stage=stage)
+            plan = plan_for(x, w) or (_native(x), ) * 3
+            mm, mm_flop = sgemm_fn(args.device)
+            fns = {'mm': mm}
+            for p, o, t in zip(
+                    PASSES, pass_fns(x, w, g, plan, args.device),
+                    pass_fns(x, w, g, (_native(x), ) * 3, args.device)):
+                fns[p], fns['torch_' + p] = o, t
+            med = time_round_robin(fns, reps)
+            peak = mm_flop / med['mm'] / 1e9
+            row = dict(
+                shape=label,
+                layout=_native(x),
+                plan=list(plan),
+                sgemm_gflops=peak)
+            line = f'  {label:<16}{_native(x):>7}{",".join(plan):>16}'
+            for p in PASSES:
+                gf = flop / med[p] / 1e9
+                row[p] = dict(
+                    gflops=gf,
+                    fraction_of_sgemm=gf / peak,
+                    speedup_vs_torch=med['torch_' + p] / med[p])
+                line += (f'{gf:12.1f}{gf / peak:5.0%}'
+                         f'{med["torch_" + p] / med[p]:6.1f}x')
+                tot['flop'] += flop * depths[stage]
+                tot['ours'] += med[p] * depths[stage]
+                tot['torch'] += med['torch_' + p] * depths[stage]
+            print(line)
+            rows.append(row)
+        print(f'  all SLaK-T large-kernel convs, 3 passes: '
+              f'{tot["flop"] / tot["ours"] / 1e9:.1f} GFLOP/s, '
+              f'{tot["torch"] / tot["ours"]:.2f}x faster than torch\'s '
+              f'kernels in the same layout')
         results[f'ops@{bs}x{size}'] = dict(
-            sgemm_gflops=peak,
-            rows=rows,
-            fb_gflops_all=overall,
-            fb_fraction_of_sgemm=overall / peak,
-            speedup_vs_reference=tot_ref / tot_new)
+            rows=rows, speedup_vs_torch=tot['torch'] / tot['ours'])
+
+
+def _implicit_gemm():
+    """The reference's implicit-GEMM CUDA op, where installed."""
+    try:
+        from depthwise_conv2d_implicit_gemm import \
+            _DepthWiseConv2dImplicitGEMMFP32  # noqa: E501
+        return _DepthWiseConv2dImplicitGEMMFP32
+    except ImportError:
+        return None
+
+
+def bench_ops_cuda(args, results):
+    """Per shape and pass on CUDA: ours (Triton), cuDNN channels_last,
+    cuDNN NCHW (and the reference's implicit GEMM, fwd, fp32, when
+    installed), in fp16 and fp32: ms per call."""
+    bs, size = args.batch_sizes[0], args.sizes[0]
+    igemm = _implicit_gemm()
+    print(f'\nCUDA per shape and pass, batch {bs} x {size}: ms per call '
+          f'(speed-up of Triton over the best cuDNN layout)')
+    for dtype in (torch.float16, torch.float32):
+        print(f'  {dtype}')
+        for label, xs, (kh, kw), stage in op_shapes(bs, size):
+            x, w, g, _ = _op_case(label, xs, kh, kw, args.device, dtype)
+            fns = {}
+            for strat in ('triton', 'cl', 'nchw'):
+                for p, fn in zip(PASSES,
+                                 pass_fns(x, w, g, (strat, ) * 3,
+                                          args.device)):
+                    fns[f'{strat}_{p}'] = fn
+            if igemm is not None and dtype == torch.float32:
+                fns['igemm_fwd'] = lambda: (igemm.apply(x, w), sync('cuda'))
+            med = time_round_robin(fns, max(3, args.repeats))
+            line = f'    {label:<16}'
+            for p in PASSES:
+                cudnn = min(med[f'cl_{p}'], med[f'nchw_{p}'])
+                line += (f' {p} triton {med[f"triton_{p}"] * 1e3:7.3f} '
+                         f'cudnn {cudnn * 1e3:7.3f} '
+                         f'({cudnn / med[f"triton_{p}"]:.2f}x)')
+            if 'igemm_fwd' in med:
+                line += f' igemm fwd {med["igemm_fwd"] * 1e3:7.3f}'
+            print(line)
+            results[f'cuda@{dtype}:{label}'] = med
 
 
 # ------------------------------------------------------------------ memory
@@ -377,6 +474,8 @@ def main(argv=None):
             op_args.batch_sizes = args.batch_sizes[:1]
             op_args.sizes = args.sizes[:1]
         bench_ops(op_args, results)
+        if args.device.startswith('cuda'):
+            bench_ops_cuda(op_args, results)
     if not args.skip_memory:
         bench_memory(args, results)
     if args.json:

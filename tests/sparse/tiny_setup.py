@@ -54,15 +54,6 @@ class RandomImages(Dataset):
         return dict(inputs=self.images[i], labels=i % NUM_CLASSES)
 
 
-@MODEL_WRAPPERS.register_module(force=True)
-class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """mmengine passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for
-    CPU modules; drop it."""
-
-    def __init__(self, module, device_ids=None, **kwargs):
-        super().__init__(module=module, device_ids=None, **kwargs)
-
-
 def build_runner(work_dir,
                  hook=None,
                  max_iters=8,

@@ -9,8 +9,7 @@ import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel, MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
+from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401  (registers SLaK and the hook)

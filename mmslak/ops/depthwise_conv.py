@@ -27,6 +27,7 @@ the benchmark and the tests compare against.
 import contextlib
 import os
 import time
+import warnings
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
@@ -166,8 +167,25 @@ def _check_strategy(strategy: str, x: torch.Tensor) -> None:
             raise RuntimeError(f"strategy 'triton' asked for: {problem}")
 
 
+def _direct_if_not_finite(strategy: str, *tensors) -> str:
+    """An FFT mixes every pixel of a map into every output pixel, so one
+    NaN/Inf input would make the whole channel NaN, where ``F.conv2d``
+    keeps it to the kernel's footprint. Non-finite inputs therefore run the
+    pass directly (``'nchw'``: values stay local, as in ``F.conv2d``), with
+    a warning; finite inputs keep the FFT."""
+    if strategy != 'fft' or all(
+            bool(torch.isfinite(t).all()) for t in tensors):
+        return strategy
+    warnings.warn(
+        'depthwise_conv2d: non-finite (NaN/Inf) values in the input of an '
+        "FFT pass; running it as a direct convolution ('nchw') so that they "
+        'stay local', RuntimeWarning)
+    return 'nchw'
+
+
 def _forward_pass(x, weight, bias, strategy, size):
     """y and, for an FFT forward, the kernel's spectrum."""
+    strategy = _direct_if_not_finite(strategy, x, weight)
     _check_strategy(strategy, x)
     if strategy == 'fft':
         dt = _fft_dtype(x)
@@ -189,6 +207,7 @@ def _forward_pass(x, weight, bias, strategy, size):
 
 
 def _input_grad_pass(grad, weight, strategy, size, w_spec):
+    strategy = _direct_if_not_finite(strategy, grad, weight)
     _check_strategy(strategy, grad)
     if strategy == 'fft':
         dt = _fft_dtype(grad)
@@ -209,6 +228,7 @@ def _input_grad_pass(grad, weight, strategy, size, w_spec):
 
 
 def _weight_grad_pass(grad, x, weight, strategy, size):
+    strategy = _direct_if_not_finite(strategy, grad, x)
     _check_strategy(strategy, x)
     kh, kw = weight.shape[-2:]
     if strategy == 'fft':
@@ -438,6 +458,10 @@ def depthwise_conv2d(x: torch.Tensor,
         x: input of shape (N, C, H, W), NCHW or channels_last memory format.
         weight: (C, 1, kh, kw) with odd kh and kw.
         bias: optional (C,).
+
+    Non-finite values stay local, as in ``F.conv2d``: a NaN/Inf in the
+    input reaches only the outputs under the kernel's footprint (an FFT
+    plan meeting one runs that pass directly instead, with a warning).
 
     Returns:
         Tensor of shape (N, C, H, W), in the memory format of ``x``.

@@ -467,6 +467,12 @@ def depthwise_conv2d(x: torch.Tensor,
         Tensor of shape (N, C, H, W), in the memory format of ``x``.
     """
     _check_inputs(x, weight, bias)
+    if x.numel() == 0:
+        # An empty batch or map: the empty result (no FFT of size 0, no
+        # padding larger than the map), still attached to the graph so
+        # that backward gives zero gradients of the right shapes.
+        y = x * (weight.sum() * 0)
+        return y if bias is None else y + bias.view(1, -1, 1, 1)
     if _state['mode'] == 'reference' and _state['forced'] is None:
         kh, kw = weight.shape[-2:]
         return F.conv2d(

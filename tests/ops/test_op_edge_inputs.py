@@ -1,4 +1,5 @@
-"""A NaN/Inf input pixel stays local on every plan, as in F.conv2d (an FFT
+"""Edge inputs of the op: a NaN/Inf pixel stays local on every plan, as in
+F.conv2d (an FFT
 pass meeting one runs directly, and says so)."""
 import warnings
 
@@ -65,3 +66,24 @@ def test_fft_backward_with_a_non_finite_gradient_stays_local():
     ok = ~torch.isnan(x2.grad)
     torch.testing.assert_close(
         x.grad[ok].double(), x2.grad[ok], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('plan', [
+    None,
+    Plan('fft', 'fft', 'fft'),
+    Plan('nchw', 'nchw', 'nchw'),
+    Plan('cl', 'cl', 'cl')
+])
+@pytest.mark.parametrize('shape', [(0, 4, 16, 16), (2, 4, 0, 16),
+                                   (2, 4, 16, 0), (0, 4, 0, 0)])
+def test_empty_batch_or_map_gives_empty_result_and_zero_grads(plan, shape):
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(4, 1, 7, 5, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    with dispatch(plan=plan):
+        y = depthwise_conv2d(x, w, b)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w))
+    assert torch.equal(b.grad, torch.zeros_like(b))

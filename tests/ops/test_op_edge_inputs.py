@@ -1,6 +1,6 @@
 """Edge inputs of the op: a NaN/Inf pixel stays local on every plan, as in
-F.conv2d (an FFT
-pass meeting one runs directly, and says so)."""
+F.conv2d (an FFT pass meeting one runs directly, and says so); an empty
+batch or map gives the empty result and zero gradients."""
 import warnings
 
 import pytest

@@ -88,6 +88,22 @@ def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
     return set(inspect.signature(cls.__init__).parameters)
 
 
+def _backbone_cfg(spec: str,
+                  cfg_options: Optional[dict] = None) -> Tuple[dict, str]:
+    """(backbone config without pretrained init, scope) of an alias or a
+    config file."""
+    if spec in BACKBONE_ALIASES:
+        return copy.deepcopy(BACKBONE_ALIASES[spec]), 'mmpretrain'
+    cfg = load_config(spec, cfg_options)
+    model_cfg = cfg.model
+    backbone_cfg = copy.deepcopy(model_cfg.backbone if 'backbone' in
+                                 model_cfg else model_cfg)
+    backbone_cfg = backbone_cfg.to_dict() if isinstance(
+        backbone_cfg, ConfigDict) else dict(backbone_cfg)
+    drop_pretrained_init(backbone_cfg)
+    return backbone_cfg, cfg.get('default_scope', 'mmpretrain')
+
+
 def build_erf_backbone(spec: str,
                        checkpoint: Optional[str] = None,
                        layer_scale: Optional[float] = None,
@@ -120,18 +136,7 @@ def build_erf_backbone(spec: str,
     Returns:
         (backbone in eval mode, scope used)
     """
-    if spec in BACKBONE_ALIASES:
-        backbone_cfg = copy.deepcopy(BACKBONE_ALIASES[spec])
-        scope = 'mmpretrain'
-    else:
-        cfg = load_config(spec, cfg_options)
-        scope = cfg.get('default_scope', 'mmpretrain')
-        model_cfg = cfg.model
-        backbone_cfg = copy.deepcopy(model_cfg.backbone if 'backbone' in
-                                     model_cfg else model_cfg)
-        backbone_cfg = backbone_cfg.to_dict() if isinstance(
-            backbone_cfg, ConfigDict) else dict(backbone_cfg)
-    drop_pretrained_init(backbone_cfg)
+    backbone_cfg, scope = _backbone_cfg(spec, cfg_options)
     accepted = _accepted_kwargs(backbone_cfg, scope) or set()
     # The ERF is measured on the last stage's spatial map, deterministically.
     wanted = dict(drop_path_rate=0.)

@@ -17,6 +17,7 @@ from .loading import (CheckpointError, CheckpointMismatchError,
                       check_state_dict, compare_state_dicts, get_state_dict,
                       load_checkpoint_file, load_pretrained_backbone,
                       load_state_dict_checked, read_checkpoint)
+from .pretrained_init import PretrainedStrictInit
 from .remote import REMOTE_PREFIXES, register_remote_loaders
 from .safe_globals import MMENGINE_SAFE_GLOBALS, register_safe_globals
 
@@ -32,5 +33,5 @@ __all__ = [
     'compare_state_dicts', 'get_state_dict', 'load_checkpoint_file',
     'load_pretrained_backbone', 'read_checkpoint', 'load_state_dict_checked',
     'MMENGINE_SAFE_GLOBALS', 'register_safe_globals', 'REMOTE_PREFIXES',
-    'register_remote_loaders'
+    'register_remote_loaders', 'PretrainedStrictInit'
 ]

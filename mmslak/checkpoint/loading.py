@@ -54,6 +54,30 @@ def _offending_global(msg: str) -> Optional[str]:
     return None
 
 
+def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
+    """Our error for torch's weights-only refusal of checkpoint ``name``:
+    unsafe (a global off the allow-list, named) or corrupt."""
+    # torch's message starts with generic advice; the reason follows
+    # 'WeightsUnpickler error:'.
+    msg = str(e).split('WeightsUnpickler error:')[-1].strip()
+    offending = _offending_global(msg)
+    if offending is None and not any(
+            s in msg for s in ('unrecognized function', 'Can only',
+                               'allowlist', 'blocked')):
+        return CorruptCheckpointError(
+            f'checkpoint {name!r} is not a readable torch checkpoint '
+            f'(truncated or corrupt): {msg.splitlines()[0]}')
+    what = f'the global {offending!r}' if offending else \
+        'an object that is not on the allow-list'
+    return UnsafeCheckpointError(
+        f'refusing to load checkpoint {name!r}: unpickling it needs '
+        f'{what}, which is not on the allow-list of types mmengine '
+        'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
+        'unpickling it could run arbitrary code. Nothing was executed. '
+        'Only if you trust the file, convert it to a weights-only '
+        f'checkpoint yourself. (torch: {msg.splitlines()[0]})')
+
+
 def load_checkpoint_file(filename,
                          map_location=None,
                          extra_safe_globals: Iterable = (),
@@ -96,25 +120,7 @@ def load_checkpoint_file(filename,
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message starts with generic advice; the reason follows
-        # 'WeightsUnpickler error:'.
-        msg = str(e).split('WeightsUnpickler error:')[-1].strip()
-        offending = _offending_global(msg)
-        if offending is None and not any(
-                s in msg for s in ('unrecognized function', 'Can only',
-                                   'allowlist', 'blocked')):
-            raise CorruptCheckpointError(
-                f'checkpoint {name!r} is not a readable torch checkpoint '
-                f'(truncated or corrupt): {msg.splitlines()[0]}') from None
-        what = f'the global {offending!r}' if offending else \
-            'an object that is not on the allow-list'
-        raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {name!r}: unpickling it needs '
-            f'{what}, which is not on the allow-list of types mmengine '
-            'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
-            'unpickling it could run arbitrary code. Nothing was executed. '
-            'Only if you trust the file, convert it to a weights-only '
-            f'checkpoint yourself. (torch: {msg.splitlines()[0]})') from None
+        raise _unpickling_error(e, name) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as e:
         raise CorruptCheckpointError(

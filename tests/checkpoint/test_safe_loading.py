@@ -154,32 +154,49 @@ def _save_backbone(path, backbone, drop=()):
     torch.save(dict(state_dict=sd), path)
 
 
+def _strict(checkpoint, prefix='backbone.', **kwargs):
+    return dict(
+        type='PretrainedStrict',
+        checkpoint=checkpoint,
+        prefix=prefix,
+        **kwargs)
+
+
+# ImageNet classifier -> dense backbone: per-stage norms are new, the
+# classifier's final norm is ignored
+DENSE = dict(new_layers=['norm0.', 'norm1.'], ignore_keys=['norm.'])
+
+
 def test_pretrained_init_is_strict(tmp_path):
     source = SLaK(arch=TINY_ARCH, width_factor=1.0)
     good = str(tmp_path / 'good.pth')
     _save_backbone(good, source)
 
-    # ImageNet (final norm 'norm') -> dense backbone (norm0, norm1): the
-    # output norms are new, all other keys must and do match
     dense = SLaK(
         arch=TINY_ARCH,
         width_factor=1.0,
         out_indices=(0, 1),
         gap_before_final_norm=False,
-        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='backbone.'))
+        init_cfg=_strict(good, **DENSE))
     dense.init_weights()
     for name, value in source.state_dict().items():
         if not name.startswith('norm'):
             torch.testing.assert_close(dense.state_dict()[name], value)
+    # without the layout allowances the same load is refused
+    dense = SLaK(
+        arch=TINY_ARCH,
+        width_factor=1.0,
+        out_indices=(0, 1),
+        gap_before_final_norm=False,
+        init_cfg=_strict(good))
+    with pytest.raises(CheckpointMismatchError, match='norm0.weight'):
+        dense.init_weights()
 
     # a checkpoint missing backbone keys fails loudly, naming them
     partial = str(tmp_path / 'partial.pth')
     _save_backbone(partial, source, drop=('stages.1', ))
     model = SLaK(
-        arch=TINY_ARCH,
-        width_factor=1.0,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=partial, prefix='backbone.'))
+        arch=TINY_ARCH, width_factor=1.0, init_cfg=_strict(partial, **DENSE))
     with pytest.raises(CheckpointMismatchError) as info:
         model.init_weights()
     n_dropped = sum(k.startswith('stages.1') for k in source.state_dict())
@@ -190,7 +207,7 @@ def test_pretrained_init_is_strict(tmp_path):
     other = SLaK(
         arch=dict(TINY_ARCH, kernel_sizes=[9, 5]),
         width_factor=1.0,
-        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='backbone.'))
+        init_cfg=_strict(good))
     with pytest.raises(CheckpointMismatchError) as info:
         other.init_weights()
     assert 'stages.0.0.large_kernel.LoRA1.conv.weight: (8, 1, 7, 5) vs ' \
@@ -198,11 +215,31 @@ def test_pretrained_init_is_strict(tmp_path):
 
     # a wrong prefix matches nothing
     model = SLaK(
-        arch=TINY_ARCH,
-        width_factor=1.0,
-        init_cfg=dict(type='Pretrained', checkpoint=good, prefix='bb.'))
+        arch=TINY_ARCH, width_factor=1.0, init_cfg=_strict(good, 'bb.'))
     with pytest.raises(CheckpointMismatchError, match="prefix 'bb.'"):
         model.init_weights()
+
+
+def test_pretrained_strict_on_any_backbone(tmp_path):
+    from mmengine.model import BaseModule
+
+    class Tiny(BaseModule):
+
+        def __init__(self, width, init_cfg=None):
+            super().__init__(init_cfg=init_cfg)
+            self.conv = torch.nn.Conv2d(3, width, 3)
+
+    path = str(tmp_path / 'tiny.pth')
+    source = Tiny(4)
+    torch.save(dict(state_dict=source.state_dict()), path)
+    model = Tiny(4, init_cfg=_strict(path, prefix=None))
+    model.init_weights()
+    torch.testing.assert_close(model.conv.weight, source.conv.weight)
+    # the oracle: mmengine's Pretrained (left as it is) accepts a wrong
+    # width silently, the strict one refuses it
+    Tiny(8, init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+    with pytest.raises(CheckpointMismatchError, match='conv.weight'):
+        Tiny(8, init_cfg=_strict(path, prefix=None)).init_weights()
 
 
 def test_checkpoint_is_not_written_by_a_failing_save(tmp_path):

@@ -447,7 +447,9 @@ def test_build_from_mmpretrain_mmseg_and_mmdet_registries():
         with DefaultScope.overwrite_default_scope(scope):
             model = registry.build(copy.deepcopy(cfg))
         assert isinstance(model, SLaK), scope
-    assert isinstance(CLS_MODELS.build(dict(type='SLaK', **TINY)), SLaK)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # not a
+        # default scope left by an earlier test's Runner
+        assert isinstance(CLS_MODELS.build(dict(type='SLaK', **TINY)), SLaK)
 
 
 def test_mmseg_encoder_decoder_with_slak_backbone():
@@ -503,3 +505,15 @@ def test_pretrained_init_cfg_with_prefix(tmp_path):
     for (name, a), b in zip(source.state_dict().items(),
                             model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_arch_channels_key_is_mmpretrain_alias_of_dims():
+    by_dims = SLaK(arch=dict(depths=[1, 1], dims=[8, 16]), kernel_sizes=[5, 5])
+    by_channels = SLaK(
+        arch=dict(depths=[1, 1], channels=[8, 16]), kernel_sizes=[5, 5])
+    shapes = {k: v.shape for k, v in by_dims.state_dict().items()}
+    other = {k: v.shape for k, v in by_channels.state_dict().items()}
+    assert shapes == other and other == shapes
+    assert by_channels.channels == [int(8 * 1.3), int(16 * 1.3)]
+    with pytest.raises(ValueError, match='not both'):
+        SLaK(arch=dict(depths=[1], dims=[8], channels=[8]), kernel_sizes=[5])

@@ -114,8 +114,10 @@ class SLaK(BaseBackbone):
         with_cp: gradient checkpointing per block.
         deploy: build the reparameterised form (see
             :meth:`switch_to_deploy`), to load fused checkpoints.
-        init_cfg: mmengine init config, e.g.
-            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+        init_cfg: mmengine init config, e.g. mmslak's strict
+            ``dict(type='PretrainedStrict', checkpoint=...,
+            prefix='backbone.')`` (see
+            :class:`mmslak.checkpoint.PretrainedStrictInit`).
     """
     arch_settings: Dict[str, dict] = {
         'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
@@ -159,21 +161,12 @@ class SLaK(BaseBackbone):
         depths, base_dims, arch_kernels = self._parse_arch(arch)
         if width_factor <= 0:
             raise ValueError(f'width_factor must be > 0, got {width_factor}')
-        kernel_sizes = tuple(kernel_sizes if kernel_sizes is not None else
-                             arch_kernels or self.default_kernel_sizes)
         self.num_stages = len(depths)
-        if len(kernel_sizes) != self.num_stages:
-            raise ValueError(
-                f'kernel_sizes has {len(kernel_sizes)} entries but the arch '
-                f'has {self.num_stages} stages: {list(kernel_sizes)}')
-        for i, k in enumerate(kernel_sizes):
-            if not isinstance(k, int) or k <= 0 or k % 2 == 0:
-                raise ValueError(f'kernel_sizes[{i}] must be a positive odd '
-                                 f'integer, got {k!r} (all: '
-                                 f'{list(kernel_sizes)})')
+        self.kernel_sizes = self._check_kernel_sizes(
+            kernel_sizes if kernel_sizes is not None else arch_kernels
+            or self.default_kernel_sizes)
         self.depths = list(depths)
         self.channels = [int(d * width_factor) for d in base_dims]
-        self.kernel_sizes = kernel_sizes
         self.small_kernel = small_kernel
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
@@ -186,7 +179,30 @@ class SLaK(BaseBackbone):
         self.norm_eval = norm_eval
         self.gap_before_final_norm = gap_before_final_norm
         self.deploy = deploy
+        self._build_layers(
+            drop_path_rate,
+            dict(
+                layer_scale_init_value=layer_scale_init_value,
+                norm_cfg=norm_cfg,
+                with_cp=with_cp,
+                deploy=deploy))
+        self._freeze_stages()
 
+    def _check_kernel_sizes(self, kernel_sizes) -> Tuple[int, ...]:
+        kernel_sizes = tuple(kernel_sizes)
+        if len(kernel_sizes) != self.num_stages:
+            raise ValueError(
+                f'kernel_sizes has {len(kernel_sizes)} entries but the arch '
+                f'has {self.num_stages} stages: {list(kernel_sizes)}')
+        for i, k in enumerate(kernel_sizes):
+            if not isinstance(k, int) or k <= 0 or k % 2 == 0:
+                raise ValueError(f'kernel_sizes[{i}] must be a positive odd '
+                                 f'integer, got {k!r} (all: '
+                                 f'{list(kernel_sizes)})')
+        return kernel_sizes
+
+    def _build_layers(self, drop_path_rate: float, block_cfg: dict) -> None:
+        """Stem / downsampling layers, stages of blocks, output norms."""
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         self.downsample_layers = ModuleList()
         self.stages = ModuleList()
@@ -194,7 +210,8 @@ class SLaK(BaseBackbone):
         for i, (depth, channels) in enumerate(zip(self.depths, self.channels)):
             if i == 0:
                 downsample = Sequential(
-                    nn.Conv2d(in_channels, channels, kernel_size=4, stride=4),
+                    nn.Conv2d(
+                        self.in_channels, channels, kernel_size=4, stride=4),
                     LayerNorm2d(channels))
             else:
                 prev = self.channels[i - 1]
@@ -206,24 +223,18 @@ class SLaK(BaseBackbone):
                 Sequential(*[
                     SLaKBlock(
                         channels,
-                        kernel_sizes[i],
-                        small_kernel,
+                        self.kernel_sizes[i],
+                        self.small_kernel,
                         drop_path_rate=dpr[block_idx + j],
-                        layer_scale_init_value=layer_scale_init_value,
-                        norm_cfg=norm_cfg,
-                        with_cp=with_cp,
-                        deploy=deploy) for j in range(depth)
+                        **block_cfg) for j in range(depth)
                 ]))
             block_idx += depth
-
         for i in self.out_indices:
-            if gap_before_final_norm:
+            if self.gap_before_final_norm:
                 norm = nn.LayerNorm(self.channels[i], eps=1e-6)
             else:
                 norm = LayerNorm2d(self.channels[i])
             self.add_module(self.norm_name(i), norm)
-
-        self._freeze_stages()
 
     # ---------------------------------------------------------------- config
     def _parse_arch(self, arch) -> Tuple[list, list, Optional[tuple]]:
@@ -233,15 +244,22 @@ class SLaK(BaseBackbone):
                 valid = sorted(self.arch_settings) + sorted(self.arch_aliases)
                 raise ValueError(f'Unknown SLaK arch {arch!r}; valid archs '
                                  f'are {valid} or a dict with keys '
-                                 "'depths', 'dims' (and 'kernel_sizes')")
+                                 "'depths', 'channels' (or 'dims') and "
+                                 "optionally 'kernel_sizes'")
             arch = self.arch_settings[name]
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
+        if 'channels' in arch and 'dims' in arch:
+            raise ValueError("give the arch's widths as 'channels' "
+                             "(mmpretrain's key) or 'dims', not both")
+        arch = dict(arch)
+        if 'channels' in arch:  # mmpretrain's ConvNeXt name for the widths
+            arch['dims'] = arch.pop('channels')
         missing = {'depths', 'dims'} - set(arch)
         if missing:
             raise ValueError(
-                f'a custom arch dict needs the keys {sorted(missing)}'
-                f'; got {sorted(arch)}')
+                f'a custom arch dict needs the keys {sorted(missing)} '
+                f"('channels' may replace 'dims'); got {sorted(arch)}")
         unknown = set(arch) - {'depths', 'dims', 'kernel_sizes'}
         if unknown:
             raise ValueError(
@@ -319,49 +337,6 @@ class SLaK(BaseBackbone):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
-
-    def init_weights(self) -> None:
-        """Run ``init_cfg``; a ``Pretrained`` entry is loaded strictly.
-
-        mmengine's Pretrained init loads with ``strict=False`` and only logs
-        what did not match; here any missing, unexpected or mismatched
-        backbone key raises (via :mod:`mmslak.checkpoint`), except layout
-        differences between ImageNet and dense-prediction checkpoints: the
-        per-stage output norms may be absent as a whole, and a classifier's
-        ``norm``/``head`` keys are ignored.
-        """
-        cfgs = self.init_cfg
-        if not isinstance(cfgs, list):
-            cfgs = [cfgs]
-        pretrained = [
-            c for c in cfgs
-            if isinstance(c, dict) and c.get('type') == 'Pretrained'
-        ]
-        if not pretrained:
-            return super().init_weights()
-        if len(pretrained) > 1:
-            raise ValueError('init_cfg has more than one Pretrained entry: '
-                             f'{pretrained}')
-        original = self.init_cfg
-        self.init_cfg = [
-            c for c in cfgs if c is not None and c is not pretrained[0]
-        ] or None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = original
-        from mmslak.checkpoint import load_pretrained_backbone
-        cfg = pretrained[0]
-        load_pretrained_backbone(
-            self,
-            cfg['checkpoint'],
-            prefix=cfg.get('prefix'),
-            map_location=cfg.get('map_location', 'cpu'),
-            new_layer_prefixes=[
-                f'{self.norm_name(i)}.' for i in self.out_indices
-            ],
-            allow_unexpected=['head.', 'norm.'] +
-            [f'norm{i}.' for i in range(self.num_stages)])
 
     def switch_to_deploy(self) -> 'SLaK':
         """Fold BNs and the small kernel into two strip convs per block."""

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from mmslak.ops import depthwise_conv2d
 
@@ -100,22 +101,19 @@ class ConvBN(nn.Module):
     def fused_weight_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """The kernel and bias of one convolution equal to conv+BN in eval
         mode."""
-        weight = self.conv.weight
-        bias = self.conv.bias if self.conv.bias is not None else \
-            torch.zeros(weight.shape[0], dtype=weight.dtype,
-                        device=weight.device)
+        weight, bias = self.conv.weight, self.conv.bias
         bn = self.bn
         if isinstance(bn, nn.Identity):
-            return weight.clone(), bias.clone()
+            return weight.clone(), (
+                bias.clone()
+                if bias is not None else torch.zeros_like(weight[:, 0, 0, 0]))
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             raise TypeError(f'cannot fold a {type(bn).__name__} into a '
                             'convolution; only BatchNorm variants fold')
-        std = (bn.running_var + bn.eps).sqrt()
-        scale = (bn.weight if bn.affine else torch.ones_like(std)) / std
-        shift = bn.bias if bn.affine else torch.zeros_like(std)
-        fused_w = weight * scale.reshape(-1, 1, 1, 1)
-        fused_b = shift + (bias - bn.running_mean) * scale
-        return fused_w, fused_b
+        fused_w, fused_b = fuse_conv_bn_weights(weight, bias, bn.running_mean,
+                                                bn.running_var, bn.eps,
+                                                bn.weight, bn.bias)
+        return fused_w.detach(), fused_b.detach()
 
 
 class DecomposedLargeKernelConv(BaseModule):

@@ -12,9 +12,11 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         gap_before_final_norm=False,
         init_cfg=dict(
-            type='Pretrained',
+            type='PretrainedStrict',  # mmslak's: every key must match
             checkpoint='checkpoints/slak_tiny_in1k.pth',
-            prefix='backbone.')),
+            prefix='backbone.',
+            new_layers=['norm0.', 'norm1.', 'norm2.', 'norm3.'],
+            ignore_keys=['norm.'])),
     neck=dict(in_channels=[124, 249, 499, 998]))
 optim_wrapper = dict(
     _delete_=True,

@@ -22,9 +22,11 @@ model = dict(
         gap_before_final_norm=False,  # per-stage norm0..norm3 outputs
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(
-            type='Pretrained',
+            type='PretrainedStrict',  # mmslak's: every key must match
             checkpoint='checkpoints/slak_tiny_in1k.pth',
-            prefix='backbone.')),
+            prefix='backbone.',
+            new_layers=['norm0.', 'norm1.', 'norm2.', 'norm3.'],
+            ignore_keys=['norm.'])),
     decode_head=dict(in_channels=[124, 249, 499, 998], num_classes=150),
     auxiliary_head=dict(in_channels=499, num_classes=150),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))

@@ -1,6 +1,5 @@
 """Weights-only loading of mmengine checkpoints, refusal of unsafe pickles,
 clear errors for corrupt files and architecture mismatches."""
-import os
 import os.path as osp
 import pathlib
 import pickle

@@ -155,7 +155,8 @@ def test_deploy_branch_fused_weight_is_its_own_weight_and_bias():
 
 def test_deploy_constructor_form():
     layer = DecomposedLargeKernelConv(4, 9, deploy=True)
-    assert layer.deploy and layer.small_conv is None and layer.small_kernel == 5
+    assert layer.deploy and layer.small_conv is None
+    assert layer.small_kernel == 5
     for branch, shape in ((layer.LoRA1, (9, 5)), (layer.LoRA2, (5, 9))):
         assert isinstance(branch.bn, nn.Identity)
         assert branch.conv.bias is not None

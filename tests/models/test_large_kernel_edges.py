@@ -187,14 +187,34 @@ def test_dwconv_attributes_describe_its_computation(kernel):
                                           ((3, 4), 'kernel width'),
                                           ((True, 3), 'kernel height')])
 def test_dwconv_bad_kernel_names_the_side(kernel, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=f'^{match} must be a positive odd'):
         LargeKernelDWConv2d(3, kernel)
+
+
+def test_dwconv_has_no_bias_by_default():
+    assert LargeKernelDWConv2d(3, (5, 5)).bias is None
+
+
+@pytest.mark.parametrize('kernel', [8, 0, -3, 7.0])
+def test_bad_kernel_size_is_named(kernel):
+    with pytest.raises(ValueError, match='^kernel_size must be a positive'):
+        DecomposedLargeKernelConv(4, kernel, 3)
 
 
 @pytest.mark.parametrize('small', [4, 0, True])
 def test_bad_small_kernel_is_named(small):
-    with pytest.raises(ValueError, match='small_kernel'):
+    with pytest.raises(ValueError, match='^small_kernel must be a positive'):
         DecomposedLargeKernelConv(4, 7, small)
+
+
+def test_init_cfg_reaches_mmengine():
+    init_cfg = dict(type='Constant', val=0.5, layer='Conv2d')
+    layer = DecomposedLargeKernelConv(4, 7, 3, init_cfg=init_cfg)
+    assert layer.init_cfg == init_cfg
+    layer.init_weights()
+    for branch in (layer.LoRA1, layer.LoRA2, layer.small_conv):
+        assert torch.equal(branch.conv.weight,
+                           torch.full_like(branch.conv.weight, 0.5))
 
 
 def test_small_kernel_larger_than_kernel_message():

@@ -19,7 +19,8 @@ from mmengine.logging import HistoryBuffer
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import (MMENGINE_SAFE_GLOBALS, UnsafeCheckpointError,
-                               load_checkpoint_file, read_checkpoint)
+                               load_checkpoint_file, read_checkpoint,
+                               register_safe_globals)
 
 # The documented allow-list, written out by hand (the oracle): widening
 # MMENGINE_SAFE_GLOBALS by anything, or dropping an entry, fails.
@@ -123,8 +124,28 @@ def test_getattr_allows_exactly_the_four_statistics(tmp_path):
 def test_getattr_statistic_names_on_another_class_are_refused(tmp_path):
     path = str(tmp_path / 'ndarray_max.pth')
     torch.save(dict(x=_Payload(getattr, np.ndarray, 'max')), path)
-    with pytest.raises(UnsafeCheckpointError, match='builtins.getattr'):
+    with pytest.raises(UnsafeCheckpointError) as info:
         load_checkpoint_file(path)
+    assert ("GLOBAL builtins.getattr(<class 'numpy.ndarray'>, 'max') is not "
+            'allowed: mmslak only allows getattr for the statistics methods '
+            "('min', 'max', 'mean', 'current') of "
+            'mmengine.logging.HistoryBuffer') in str(info.value)
+
+
+def test_register_safe_globals_adds_every_entry_once():
+    from torch.serialization import (add_safe_globals, clear_safe_globals,
+                                     get_safe_globals)
+    saved = get_safe_globals()
+    clear_safe_globals()
+    try:
+        register_safe_globals()
+        got = get_safe_globals()
+        assert set(got) == set(MMENGINE_SAFE_GLOBALS)
+        register_safe_globals()  # idempotent
+        assert len(get_safe_globals()) == len(got)
+    finally:
+        clear_safe_globals()
+        add_safe_globals(saved)
 
 
 def test_allow_list_is_exactly_the_documented_one():

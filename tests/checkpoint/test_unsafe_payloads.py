@@ -5,9 +5,12 @@ Each payload is live: an unrestricted ``torch.load`` runs it (it creates a
 marker file in the test's tmp folder), so a refusal is not an accident of a
 broken payload.
 """
+import argparse
 import importlib
+import io
 import os
 import pathlib
+import re
 import shlex
 import subprocess
 import sys
@@ -18,9 +21,9 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 import mmslak  # noqa: F401
-from mmslak.checkpoint import (MMENGINE_SAFE_GLOBALS, UnsafeCheckpointError,
-                               load_checkpoint_file, read_checkpoint,
-                               register_safe_globals)
+from mmslak.checkpoint import (MMENGINE_SAFE_GLOBALS, CorruptCheckpointError,
+                               UnsafeCheckpointError, load_checkpoint_file,
+                               read_checkpoint, register_safe_globals)
 
 # The documented allow-list, written out by hand (the oracle): widening
 # MMENGINE_SAFE_GLOBALS by anything, or dropping an entry, fails.
@@ -159,3 +162,55 @@ def test_allow_list_is_exactly_the_documented_one():
         if name.startswith('numpy.dtypes.'):
             assert obj is type(
                 np.dtype(name[len('numpy.dtypes.'):-5].lower())), name
+
+
+def test_refusal_message_names_file_global_and_that_nothing_ran(tmp_path):
+    path = str(tmp_path / 'eval.pth')
+    torch.save(dict(meta=_Payload(eval, '1')), path)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_file(path)
+    msg = str(info.value)
+    assert msg.startswith(
+        f"refusing to load checkpoint {path!r}: unpickling it needs the "
+        "global 'eval', which is not on the allow-list")
+    assert 'Nothing was executed' in msg
+    assert '(torch: Unsupported global: GLOBAL eval' in msg
+
+
+def test_file_objects_empty_garbage_and_missing_files(tmp_path):
+    buffer = io.BytesIO()
+    torch.save(dict(meta=_Payload(exec, '1')), buffer)
+    buffer.seek(0)
+    with pytest.raises(
+            UnsafeCheckpointError, match="checkpoint 'https://x/y.pth': "):
+        load_checkpoint_file(buffer, display_name='https://x/y.pth')
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(io.BytesIO())
+    assert str(info.value).startswith("checkpoint '<_io.BytesIO object")
+    assert 'is empty (0 bytes)' in str(info.value)
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint' * 100)
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(str(garbage))
+    assert str(info.value).startswith(
+        f'checkpoint {str(garbage)!r} is not a readable torch checkpoint '
+        '(truncated or corrupt; 1600 bytes): ')
+    missing = str(tmp_path / 'missing.pth')
+    with pytest.raises(
+            FileNotFoundError,
+            match=f'^checkpoint {re.escape(repr(missing))} does '
+            'not exist$'):
+        load_checkpoint_file(missing)
+
+
+def test_extra_safe_globals_are_for_one_call_and_map_location_is_used(
+        tmp_path):
+    path = str(tmp_path / 'namespace.pth')
+    torch.save(dict(args=argparse.Namespace(lr=0.1), w=torch.ones(2)), path)
+    with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
+        load_checkpoint_file(path)
+    got = load_checkpoint_file(
+        path, map_location='meta', extra_safe_globals=[argparse.Namespace])
+    assert got['args'].lr == 0.1 and got['w'].is_meta
+    with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
+        load_checkpoint_file(path)  # allowed for that call only

@@ -189,12 +189,21 @@ def test_file_objects_empty_garbage_and_missing_files(tmp_path):
     assert str(info.value).startswith("checkpoint '<_io.BytesIO object")
     assert 'is empty (0 bytes)' in str(info.value)
     garbage = tmp_path / 'garbage.pth'
-    garbage.write_bytes(b'not a checkpoint' * 100)
+    garbage.write_bytes(b'not a checkpoint' * 100)  # not a zip: unpickled
     with pytest.raises(CorruptCheckpointError) as info:
         load_checkpoint_file(str(garbage))
     assert str(info.value).startswith(
         f'checkpoint {str(garbage)!r} is not a readable torch checkpoint '
-        '(truncated or corrupt; 1600 bytes): ')
+        '(truncated or corrupt): ')
+    full = io.BytesIO()
+    torch.save(dict(w=torch.ones(100)), full)
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(full.getvalue()[:700])  # a broken zip
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(str(cut))
+    assert str(info.value).startswith(
+        f'checkpoint {str(cut)!r} is not a readable torch checkpoint '
+        '(truncated or corrupt; 700 bytes): ')
     missing = str(tmp_path / 'missing.pth')
     with pytest.raises(
             FileNotFoundError,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch.nn as nn
+from macs_oracle import conv_linear_macs
 
 from mmslak.apis import init_model
 
@@ -51,4 +52,7 @@ def test_density_from_config(tmp_path, hook, flags, density):
         return
     assert str(density) in summary['density_source']
     assert summary['nonzero_params'] == round(dense - (1 - density) * weights)
-    assert 0 < summary['sparse_flops'] < summary['flops']
+    # exact: every conv/linear MAC (forward hooks) scaled by the density
+    macs = conv_linear_macs(model, (64, 64))
+    assert summary['sparse_flops'] == round(summary['flops'] -
+                                            (1 - density) * macs)

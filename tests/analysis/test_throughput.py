@@ -65,17 +65,39 @@ def test_switch_to_deploy_keeps_outputs(tmp_path):
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
 
 
-def test_throughput_cli_both_forms(tmp_path):
+def test_throughput_cli_both_forms(tmp_path, monkeypatch):
     cfg = tmp_path / 'tiny_cls.py'
     cfg.write_text(TINY_CLASSIFIER)
     tool = load_tool('throughput')
+    # which form each timing ran on, and with which settings
+    timed = []
+    real = tool.measure_throughput
+
+    def spy(model, inputs, warmup, iters, repeats):
+        timed.append((model.backbone.deploy, tuple(inputs.shape), warmup,
+                      iters, repeats))
+        return real(model, inputs, warmup, iters, repeats)
+
+    monkeypatch.setattr(tool, 'measure_throughput', spy)
+    # a clock advancing 0.5 s per reading: each repeat times 2 calls of 2
+    # images in 0.5 s, so the rate is exactly 8 images/s
+    clock = iter(0.5 * i for i in range(1, 1000))
+    import mmslak.analysis.throughput as tp
+    monkeypatch.setattr(
+        tp, 'time',
+        type('Clock', (), {'perf_counter': staticmethod(lambda: next(clock))}))
     summary = tool.main([
         str(cfg), '--batch-size', '2', '--shape', '64', '--deploy', 'both',
-        '--warmup', '1', '--iters', '2', '--repeats', '1', '--device', 'cpu'
+        '--warmup', '1', '--iters', '2', '--repeats', '3', '--device', 'cpu'
     ])
+    assert timed == [(False, (2, 3, 64, 64), 1, 2, 3),
+                     (True, (2, 3, 64, 64), 1, 2, 3)]
     assert set(summary['results']) == {'train-form', 'deploy'}
     for result in summary['results'].values():
-        assert result['images_per_s'] > 0
+        assert result['images_per_s'] == pytest.approx(8.0)
+        assert result['all_images_per_s'] == pytest.approx([8.0] * 3)
+        assert result['ms_per_batch'] == pytest.approx(250.0)
+    assert summary['batch_size'] == 2 and summary['shape'] == [64, 64]
 
 
 @pytest.mark.cuda
@@ -86,4 +108,8 @@ def test_throughput_cli_cuda(tmp_path):
         str(cfg), '--batch-size', '2', '--shape', '64', '--device', 'cuda',
         '--iters', '2', '--repeats', '1'
     ])
-    assert summary['results']['train-form']['images_per_s'] > 0
+    result = summary['results']['train-form']
+    # a real timing: finite, and consistent with its own ms per batch
+    assert 0 < result['images_per_s'] < float('inf')
+    assert result['ms_per_batch'] == pytest.approx(1000 * 2 /
+                                                   result['images_per_s'])

@@ -161,8 +161,7 @@ def test_frozen_params_are_left_out():
     assert not model.backbone.stages[0][0].pwconv1.weight.requires_grad
 
 
-def test_lr_follows_scheduler_scale():
-    """One optimizer step moves head params more than stem params."""
+def test_stem_to_head_lr_ratio_is_rate_to_the_depth():
     cfg = dict(
         type='ImageClassifier',
         backbone=BACKBONE,
@@ -171,6 +170,37 @@ def test_lr_follows_scheduler_scale():
     stem = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 0][0]
     head = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 7][0]
     torch.testing.assert_close(stem['lr'] / head['lr'], 0.9**7)
+
+
+def test_one_step_under_a_scheduler_moves_each_param_by_its_lr():
+    """A real SGD step after a scheduler step (x0.1): every parameter moves
+    by exactly base_lr * 0.1 * 0.9 ** (7 - layer_id) per unit gradient."""
+    from mmengine.optim import MultiStepLR
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=BACKBONE,
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=16)))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='SGD', lr=BASE_LR, momentum=0.),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(
+                decay_rate=0.9, decay_type='layer_wise', num_layers=6)))
+    scheduler = MultiStepLR(wrapper, milestones=[1], gamma=0.1)
+    scheduler.step()  # epoch 1: every group's lr x 0.1
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # no weight-decay term
+            p.grad = torch.ones_like(p)
+    wrapper.step()
+    for name, p in model.named_parameters():
+        want = BASE_LR * 0.1 * 0.9**(7 - expected_layer_id(name, 'layer_wise'))
+        torch.testing.assert_close(
+            p.detach(), torch.full_like(p, -want), rtol=1e-5, atol=0), name
 
 
 @pytest.mark.parametrize('paramwise_cfg, match', [

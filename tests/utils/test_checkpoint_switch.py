@@ -44,8 +44,8 @@ def test_local_checkpoint_format(tmp_path):
     from mmslak.utils.cli import check_local_checkpoint
     text = tmp_path / 'notes.pth'
     text.write_text('hello')
-    with pytest.raises(CorruptCheckpointError,
-                       match='is not a PyTorch checkpoint'):
+    with pytest.raises(
+            CorruptCheckpointError, match='is not a PyTorch checkpoint'):
         check_local_checkpoint(str(text))
     good = tmp_path / 'good.pth'
     torch.save({'state_dict': {}}, str(good))

@@ -99,7 +99,13 @@ def kill_rates(work_dir: str) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     work_dir = prepare_copy(args)
-    env = dict(os.environ, PYTHONPATH=work_dir)
+    # One intra-op thread: mutmut forks its workers from a process that has
+    # started torch's OpenMP pool, and a forked pool spins until mutmut's
+    # CPU-time limit kills it (every mutant reads as a timeout).
+    env = dict(
+        os.environ,
+        PYTHONPATH=work_dir,
+        OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
     subprocess.run([
         sys.executable, '-m', 'mutmut', 'run', '--max-children',
         str(args.max_children)

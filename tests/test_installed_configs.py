@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-
 IGNORE = shutil.ignore_patterns('.git', 'build', 'work_dirs', 'data', '.mim',
                                 '__pycache__', '*.egg-info', '.pytest_cache')
 

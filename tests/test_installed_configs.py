@@ -7,8 +7,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 IGNORE = shutil.ignore_patterns('.git', 'build', 'work_dirs', 'data', '.mim',
                                 '__pycache__', '*.egg-info', '.pytest_cache')
 
@@ -51,7 +49,6 @@ USER_CONFIGS = {
 }
 
 
-@pytest.mark.slow
 def test_plain_install_serves_configs(repo_root, tmp_path):
     src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
     shutil.copytree(repo_root, src, ignore=IGNORE)

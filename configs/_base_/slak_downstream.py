@@ -21,10 +21,15 @@ slak_tiny_backbone = dict(
     norm_cfg=dict(type='SyncBN', requires_grad=True),  # upernet_SLaK.py
     out_indices=(0, 1, 2, 3),
     gap_before_final_norm=False,
+    # strict: any missing, unexpected or mis-shaped backbone key is an
+    # error; only the per-stage output norms are new and the ImageNet
+    # final norm is dropped (mmengine's `Pretrained` would only warn)
     init_cfg=dict(
-        type='Pretrained',
+        type='PretrainedStrict',
         checkpoint='checkpoints/slak_tiny_in1k_backbone.pth',
-        prefix='backbone.'))
+        prefix='backbone.',
+        new_layers=['norm0.', 'norm1.', 'norm2.', 'norm3.'],
+        ignore_keys=['norm.']))
 
 # Sparse fine-tuning (reference backbone `sparse=True` in the 160k ADE20K and
 # COCO configs): the backbone keeps the zero pattern of its sparse ImageNet

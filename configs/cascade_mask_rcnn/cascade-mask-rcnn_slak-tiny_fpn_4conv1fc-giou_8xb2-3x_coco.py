@@ -45,3 +45,7 @@ param_scheduler = [
         milestones=[27, 33],  # reference `lr_config = dict(step=[27, 33])`
         gamma=0.1)
 ]
+
+# checkpoints and the last_checkpoint pointer written atomically; a failed
+# write names the file and the reason
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

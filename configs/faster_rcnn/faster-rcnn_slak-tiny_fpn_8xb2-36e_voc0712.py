@@ -71,5 +71,8 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
-default_hooks = dict(checkpoint=dict(interval=3, max_keep_ckpts=3))
+# AtomicCheckpointHook: checkpoints and the last_checkpoint pointer written
+# atomically
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', interval=3, max_keep_ckpts=3))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -48,3 +48,7 @@ train_dataloader = dict(
 val_dataloader = dict(batch_size=1, dataset=dict(type='CheckedADE20KDataset'))
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# checkpoints and the last_checkpoint pointer written atomically; a failed
+# write names the file and the reason
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

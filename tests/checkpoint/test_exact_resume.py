@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import run_in_checkout
+from child_process import run_in_checkout
 from toy_runner import build_runner, sparse_hook_available, state_of
 
 from mmslak.checkpoint import load_checkpoint_file

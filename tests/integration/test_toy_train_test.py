@@ -11,7 +11,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from conftest import run_in_checkout
+from child_process import run_in_checkout
 from PIL import Image
 
 pytestmark = pytest.mark.slow

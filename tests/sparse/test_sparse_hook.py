@@ -6,7 +6,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import run_in_checkout
+from child_process import run_in_checkout
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
 from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,

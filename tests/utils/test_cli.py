@@ -2,7 +2,7 @@
 import os.path as osp
 
 import pytest
-from conftest import run_in_checkout
+from child_process import run_in_checkout
 from mmengine.config import Config
 
 from mmslak.apis import task_family

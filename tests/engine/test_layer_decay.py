@@ -186,7 +186,8 @@ def test_one_step_under_a_scheduler_moves_each_param_by_its_lr():
     wrapper = build_optim_wrapper(
         model,
         dict(
-            optimizer=dict(type='SGD', lr=BASE_LR, momentum=0.),
+            optimizer=dict(
+                type='SGD', lr=BASE_LR, momentum=0., weight_decay=0.),
             constructor='LayerDecayOptimWrapperConstructor',
             paramwise_cfg=dict(
                 decay_rate=0.9, decay_type='layer_wise', num_layers=6)))

@@ -46,6 +46,8 @@ def recipe_overrides(root: str, by_epoch: bool, length: int, interval: int,
         'model.head.in_channels': 16,
         'data_preprocessor.num_classes': 3,
         'train_dataloader.batch_size': 4,
+        # update_interval counts steps at this total batch: 2 stays 2
+        'auto_scale_lr.base_batch_size': 4,
         'train_dataloader.num_workers': workers,
         'train_dataloader.persistent_workers': False,
         'default_hooks.logger.interval': 1,

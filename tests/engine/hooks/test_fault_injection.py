@@ -169,8 +169,10 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, zygote, by_epoch):
     assert rr.tensor_count(reference) > 200
     rng = random.Random(f'{seed}-{by_epoch}')
     killed = []
+    rounds = 0
     while len(killed) < kills:  # a round ends when its run completes
-        work = str(tmp_path / f'killed{len(killed)}')
+        work = str(tmp_path / f'round{rounds}')
+        rounds += 1
         more, log = _train_with_kills(zygote, config, work, by_epoch, rng,
                                       kills - len(killed))
         print(f'  round of {len(more)} kills: {more}', flush=True)

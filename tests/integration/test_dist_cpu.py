@@ -20,7 +20,7 @@ pytestmark = [
 
 CONFIG = """
 _base_ = [{base!r}]
-custom_imports = dict(imports=['mmslak', 'dist_probe'],
+custom_imports = dict(imports=['mmslak', 'mmslak.datasets', 'dist_probe'],
                       allow_failed_imports=False)
 custom_hooks = [
     dict(type='SparseTrainingHook', density=0.5, init='erk', scope='all',

@@ -16,7 +16,8 @@ from mmslak.utils.cfg_options import CfgOptionsAction
 from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
                               check_local_checkpoint, dump_metric,
                               enable_visualization, exit_on_checkpoint_error,
-                              parse_with_launcher, set_work_dir)
+                              exit_on_dataset_error, parse_with_launcher,
+                              set_work_dir)
 from mmslak.utils.dist import setup_cpu_distributed
 
 
@@ -65,7 +66,7 @@ def build_test_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    with exit_on_checkpoint_error():
+    with exit_on_checkpoint_error(), exit_on_dataset_error(args.config):
         cfg = build_test_cfg(args)
         runner = (
             Runner.from_cfg(cfg)

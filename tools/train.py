@@ -14,7 +14,8 @@ from mmslak.apis import task_family
 from mmslak.utils.cfg_options import CfgOptionsAction
 from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
                               check_local_checkpoint, enable_amp,
-                              exit_on_checkpoint_error, parse_with_launcher,
+                              exit_on_checkpoint_error, exit_on_dataset_error,
+                              parse_with_launcher,
                               seed_from_resumed_checkpoint, set_work_dir)
 from mmslak.utils.dist import setup_cpu_distributed
 
@@ -80,7 +81,7 @@ def build_train_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    with exit_on_checkpoint_error():
+    with exit_on_checkpoint_error(), exit_on_dataset_error(args.config):
         cfg = build_train_cfg(args)
         runner = (
             Runner.from_cfg(cfg)

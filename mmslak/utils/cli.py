@@ -172,3 +172,33 @@ def exit_on_checkpoint_error():
         hint = ('\npass --allow-partial-load to load only the matching '
                 'weights' if isinstance(e, CheckpointMismatchError) else '')
         sys.exit(f'error: {e}{hint}')
+
+
+def dataset_error_line(message: str, config: str = 'CONFIG') -> str:
+    """One line from a :class:`~mmslak.datasets.DatasetError` message: the
+    original message when a DataLoader worker re-raised it inside its
+    traceback text, its lines (header, ``FILE: what`` rows) joined, and
+    the config named in the ``check_dataset.py`` hint."""
+    message = message.rsplit('DatasetError: ', 1)[-1]
+    lines = [line.strip() for line in message.strip().splitlines()]
+    line = ' '.join(line for line in lines if line)
+    return line.replace('check_dataset.py CONFIG',
+                        f'check_dataset.py {config}')
+
+
+@contextlib.contextmanager
+def exit_on_dataset_error(config: str = 'CONFIG'):
+    """Turn a :class:`~mmslak.datasets.DatasetError` (a dataset file that
+    is missing, unreadable or has invalid annotations, raised while building
+    or loading the data) into one ``error: ...`` line on stderr naming the
+    file and the value, and exit status 1, without a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        # mmslak.datasets imports mmseg and mmdet: look the class up only
+        # if a config imported it (else no DatasetError can be raised)
+        checks = sys.modules.get('mmslak.datasets.checks')
+        if checks is None or not isinstance(e, checks.DatasetError):
+            raise
+        sys.exit(
+            f'error: invalid dataset: {dataset_error_line(str(e), config)}')

@@ -9,11 +9,16 @@ import os.path as osp
 import sys
 from typing import Callable, List, Optional
 
+from ..utils.progress import add_quiet_flag, progress_bar
 from .converters import (REFERENCE_TRAINING_GLOBALS, build_slak_classifier,
                          mmdet2x_to_mmdet3x, mmpretrain_to_slak,
                          mmseg0x_to_mmseg1x, save_converted,
                          slak_to_mmpretrain, verify_against_model)
 from .loading import CheckpointError, check_state_dict, read_checkpoint
+
+# The steps a conversion's progress bar counts (large checkpoints take a
+# while to read, to check against the model built for them and to write).
+STEPS = ('read', 'convert', 'build the target model', 'check', 'write')
 
 # The configs installed with the package (mmslak/.mim/configs).
 DEFAULT_SEG_CONFIG = \
@@ -42,6 +47,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('dst', help='converted checkpoint to write')
     parser.add_argument(
         '--verbose', action='store_true', help='print every key mapping')
+    add_quiet_flag(parser)
 
 
 def _add_arch(parser: argparse.ArgumentParser) -> None:
@@ -69,13 +75,33 @@ def _add_arch(parser: argparse.ArgumentParser) -> None:
         help='classes of the target head (default: from the checkpoint)')
 
 
-def _run(convert: Callable[[], int]) -> int:
+def _run(convert: Callable[..., int], quiet: bool) -> int:
+    """``convert(bar)`` with a progress bar over :data:`STEPS`; an error
+    ends the bar's line, then prints the reason."""
+    bar = progress_bar(len(STEPS), quiet)
     try:
-        return convert()
+        return convert(bar)
     except (CheckpointError, OSError, ValueError, KeyError) as e:
+        bar.finish()
         print(f'error: {e}', file=sys.stderr)
         print('nothing was written', file=sys.stderr)
         return 1
+
+
+def _check_and_write(converted: dict, dst: str, report, verbose: bool, bar,
+                     check: Callable[[], None]) -> None:
+    """The last steps, once the target model is built: ``check()`` the
+    converted state dict, write it; then end the bar's line and print the
+    mapping summary (also when the check fails: it helps read the error)."""
+    bar.update()
+    try:
+        check()
+        bar.update()
+        save_converted(converted, dst)
+        bar.update()
+    finally:
+        bar.finish()
+        print(report.summary(verbose))
 
 
 def _finish(converted: dict,
@@ -84,8 +110,8 @@ def _finish(converted: dict,
             dst: str,
             verbose: bool,
             src: str,
+            bar,
             subset: Optional[str] = None) -> int:
-    print(report.summary(verbose))
     state_dict = converted.get('state_dict', converted.get('model'))
     if subset is not None:
         import torch.nn as nn
@@ -94,9 +120,9 @@ def _finish(converted: dict,
             if name == subset:
                 setattr(wrapper, name, child)
         target = wrapper
-    verify_against_model(
-        state_dict, target, source=f'the converted checkpoint of {src!r}')
-    save_converted(converted, dst)
+    _check_and_write(
+        converted, dst, report, verbose, bar, lambda: verify_against_model(
+            state_dict, target, source=f'the converted checkpoint of {src!r}'))
     print(f'checked against the target model ({len(state_dict)} tensors); '
           f'wrote {dst}')
     return 0
@@ -131,11 +157,13 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
         '--ema', action='store_true', help="take the 'model_ema' weights")
     args = parser.parse_args(argv)
 
-    def convert() -> int:
+    def convert(bar) -> int:
         ckpt = read_checkpoint(
             args.src, extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
+        bar.update()
         converted, report = slak_to_mmpretrain(
             ckpt, ema=args.ema, backbone_only=args.backbone_only)
+        bar.update()
         state_dict = converted['state_dict']
         if args.config:
             target = _target_model(args.config)
@@ -148,9 +176,10 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
             args.dst,
             args.verbose,
             args.src,
+            bar,
             subset='backbone' if args.backbone_only else None)
 
-    return _run(convert)
+    return _run(convert, args.quiet)
 
 
 def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
@@ -165,10 +194,12 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
         help='keep only backbone.* (drop head, neck, decode heads)')
     args = parser.parse_args(argv)
 
-    def convert() -> int:
+    def convert(bar) -> int:
         ckpt = read_checkpoint(args.src)
+        bar.update()
         converted, report = mmpretrain_to_slak(
             ckpt, backbone_only=args.backbone_only)
+        bar.update()
         state_dict = converted['model']
         if args.config:
             model = _target_model(args.config)
@@ -179,18 +210,18 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
         reference, _ = mmpretrain_to_slak(
             dict(state_dict=model.state_dict()),
             backbone_only=args.backbone_only)
-        print(report.summary(args.verbose))
-        check_state_dict(
-            state_dict,
-            reference['model'],
-            source=f'the converted checkpoint of {args.src!r}',
-            target='the reference SLaK layout of the target model')
-        save_converted(converted, args.dst)
+        _check_and_write(
+            converted, args.dst, report, args.verbose, bar,
+            lambda: check_state_dict(
+                state_dict,
+                reference['model'],
+                source=f'the converted checkpoint of {args.src!r}',
+                target='the reference SLaK layout of the target model'))
         print(f'checked against the target model ({len(state_dict)} '
               f'tensors); wrote {args.dst}')
         return 0
 
-    return _run(convert)
+    return _run(convert, args.quiet)
 
 
 def _downstream_main(argv, description: str, converter, default_config: str,
@@ -204,17 +235,19 @@ def _downstream_main(argv, description: str, converter, default_config: str,
         f'{default_config}, installed with mmslak)')
     args = parser.parse_args(argv)
 
-    def convert() -> int:
+    def convert(bar) -> int:
         if '::' not in args.config and not osp.isfile(args.config):
             raise FileNotFoundError(
                 f'target config {args.config!r} not found; pass --config')
         ckpt = read_checkpoint(args.src)
+        bar.update()
         converted, report = converter(ckpt)
+        bar.update()
         target = _target_model(args.config)
         return _finish(converted, report, target, args.dst, args.verbose,
-                       args.src)
+                       args.src, bar)
 
-    return _run(convert)
+    return _run(convert, args.quiet)
 
 
 def slak_seg2mmseg_main(argv: Optional[List[str]] = None) -> int:

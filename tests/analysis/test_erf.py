@@ -1,6 +1,9 @@
 import importlib.util
+import io
 import json
 import math
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +205,48 @@ def test_erf_backbone_from_unprefixed_upstream_config(tmp_path):
     assert backbone.stages[0][0].gamma.detach().eq(1.0).all()
     erf = compute_erf(backbone, torch.randn(1, 3, 64, 64))
     assert erf.shape == (64, 64) and erf.max() > 0
+
+
+def test_erf_cli_progress_and_same_result(tmp_path, monkeypatch, capsys):
+    """A bar counting the images on a terminal (stderr), none with
+    --quiet or off a terminal; the ERF is the same either way."""
+
+    class FakeTerminal(io.StringIO):
+
+        def isatty(self):
+            return True
+
+    cfg = tmp_path / 'tiny_slak.py'
+    cfg.write_text(
+        "custom_imports = dict(imports=['mmslak'])\n"
+        "model = dict(type='ImageClassifier', backbone=dict(\n"
+        "    type='mmpretrain.SLaK', arch=dict(depths=[1, 1, 1, 1],\n"
+        "    dims=[8, 8, 8, 8]), width_factor=1.0,\n"
+        '    kernel_sizes=(13, 11, 9, 7)))\n')
+    erf_tool = load_tool('erf')
+    erfs = []
+    for extra, terminal in (([], True), (['--quiet'], True), ([], False)):
+        term = FakeTerminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, 'stderr', term)
+        out = tmp_path / f'out{len(erfs)}'
+        erf_tool.main([
+            str(cfg), '--names', 'a', '--size', '64', '--num-images', '3',
+            '--batch-size', '2', '--device', 'cpu', '--out-dir',
+            str(out), *extra
+        ])
+        bar = [line for line in term.getvalue().split('\r') if '] ' in line]
+        if terminal and not extra:
+            # batches of 2 and 1 image
+            assert [re.search(r'\] (\d/3), ', b).group(1)
+                    for b in bar] == ['0/3', '2/3', '3/3'], bar
+        else:
+            assert bar == [], term.getvalue()
+        erfs.append(np.load(out / 'a.npy'))
+    assert '3 images' in capsys.readouterr().out
+    # the same ERF as without the tool (same seed and init)
+    torch.manual_seed(0)
+    backbone, _ = build_erf_backbone(str(cfg), layer_scale=1.0)
+    images = preprocess(load_images(None, 3), 64)
+    expected = compute_erf(backbone, images, batch_size=2)
+    for erf in erfs:
+        np.testing.assert_array_equal(erf, expected)

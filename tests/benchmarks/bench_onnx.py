@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 from mmslak.apis import init_model
-from mmslak.apis.export import (export_graph, export_onnx, max_relative_error,
+from mmslak.apis.export import (export_graph, export_onnx, onnx_errors,
                                 onnx_session, time_both, to_deploy)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -40,13 +40,13 @@ def main():
         path = osp.join(tmp, 'model.onnx')
         export_onnx(graph, x, path)
         session = onnx_session(path)
-        err = max(max_relative_error(graph, session, x).values())
+        abs_err, err = map(max, zip(*onnx_errors(graph, session, x).values()))
         eager, ort = time_both(graph, session, x, args.repeats)
     print(f'{osp.basename(args.config)} deploy form, {args.batch}x3x'
           f'{args.size}x{args.size}, {torch.get_num_threads()} threads: '
           f'eager PyTorch {eager * 1e3:.1f} ms, onnxruntime {ort * 1e3:.1f} '
           f'ms, onnxruntime/PyTorch time ratio {ort / eager:.2f}; max '
-          f'relative error {err:.2e}')
+          f'abs error {abs_err:.2e}, max relative error {err:.2e}')
 
 
 if __name__ == '__main__':

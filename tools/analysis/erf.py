@@ -27,6 +27,7 @@ from mmslak.analysis import (BACKBONE_ALIASES, DEFAULT_THRESHOLDS,
                              high_contribution_area_ratios, load_images,
                              normalize_erf, plot_erfs, preprocess)
 from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.utils.progress import add_quiet_flag, progress_bar
 
 
 def parse_args(argv=None):
@@ -87,6 +88,7 @@ def parse_args(argv=None):
         nargs='+',
         action=CfgOptionsAction,
         help='override settings of every config, xxx=yyy format')
+    add_quiet_flag(parser)
     args = parser.parse_args(argv)
     n = len(args.models)
     for opt in ('checkpoints', 'names'):
@@ -132,21 +134,17 @@ def main(argv=None):
             cfg_options=args.cfg_options,
             random_init=args.init)
         start = time.time()
-
-        def progress(done, total, name=name):
-            if sys.stdout.isatty():  # one updating line, not one per image
-                print(f'\r{name}: {done}/{total} images', end='', flush=True)
-            elif done == total:
-                print(f'{name}: {done}/{total} images', end='')
-
+        bar = progress_bar(images.shape[0], args.quiet)
         erf = compute_erf(
             backbone,
             images,
             batch_size=args.batch_size,
             grad_mode=args.grad,
             device=args.device,
-            progress=progress)
-        print(f' ({time.time() - start:.1f}s)')
+            progress=lambda done, _: bar.update(done - bar.completed))
+        bar.finish()
+        print(f'{name}: {images.shape[0]} images '
+              f'({time.time() - start:.1f}s)')
         np.save(osp.join(args.out_dir, f'{name}.npy'), erf)
         normalised[name] = normalize_erf(erf)
         ratios = high_contribution_area_ratios(normalised[name],

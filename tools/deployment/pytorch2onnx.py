@@ -19,7 +19,7 @@ import torch
 from mmengine.config import DictAction
 from mmengine.model import revert_sync_batchnorm
 
-from mmslak.apis.export import (export_graph, export_onnx, max_relative_error,
+from mmslak.apis.export import (export_graph, export_onnx, onnx_errors,
                                 onnx_session, preprocess_image, to_deploy)
 from mmslak.apis.inferencers import init_inference_model
 
@@ -70,10 +70,10 @@ def verify(model, graph, out, args) -> float:
         image=preprocess_image(model, load_image(args.image), args.shape))
     worst = 0.
     for what, x in inputs.items():
-        errors = max_relative_error(graph, session, x)
-        for name, err in errors.items():
-            print(f'onnxruntime vs PyTorch, {what} input, {name}: max '
-                  f'relative error {err:.3g}')
+        errors = onnx_errors(graph, session, x)
+        for name, (abs_err, err) in errors.items():
+            print(f'onnxruntime vs PyTorch, {what} input, {name}: max abs '
+                  f'error {abs_err:.3g}, max relative error {err:.3g}')
             worst = max(worst, err)
     return worst
 

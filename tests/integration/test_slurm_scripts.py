@@ -6,6 +6,7 @@ import stat
 import subprocess
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+OPTION = 'model.backbone.kernel_sizes=[51, 49, 47, 13]'
 
 
 def _fake_srun(tmp_path):
@@ -27,7 +28,7 @@ def test_slurm_train_arguments(tmp_path):
     env, record = _fake_srun(tmp_path)
     subprocess.run([
         'bash', 'tools/slurm_train.sh', 'part', 'job', 'cfg.py', 'work',
-        '--amp'
+        '--amp', '--cfg-options', OPTION
     ],
                    cwd=REPO,
                    env=env,
@@ -39,18 +40,25 @@ def test_slurm_train_arguments(tmp_path):
                      '--ntasks-per-node=8', 'cfg.py', '--work-dir=work',
                      '--launcher=slurm', '--amp'):
         assert expected in args, (expected, args)
+    # the option with spaces arrives as one argument, after the launcher
+    assert args[args.index('--launcher=slurm') +
+                1:-1] == ['--amp', '--cfg-options', OPTION], args
     assert any(a.endswith('tools/train.py') for a in args), args
 
 
 def test_slurm_test_arguments(tmp_path):
     env, record = _fake_srun(tmp_path)
-    subprocess.run(
-        ['bash', 'tools/slurm_test.sh', 'part', 'job', 'cfg.py', 'ck.pth'],
-        cwd=REPO,
-        env=env,
-        check=True,
-        capture_output=True)
+    subprocess.run([
+        'bash', 'tools/slurm_test.sh', 'part', 'job', 'cfg.py', 'ck.pth',
+        '--cfg-options', OPTION
+    ],
+                   cwd=REPO,
+                   env=env,
+                   check=True,
+                   capture_output=True)
     args = record.read_text().split('\n')
     assert any(a.endswith('tools/test.py') for a in args), args
     i = args.index('cfg.py')
-    assert args[i + 1:i + 3] == ['ck.pth', '--launcher=slurm'], args
+    assert args[i + 1:-1] == [
+        'ck.pth', '--launcher=slurm', '--cfg-options', OPTION
+    ], args

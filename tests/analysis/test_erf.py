@@ -164,7 +164,7 @@ def test_load_images_from_folder(tmp_path):
         load_images(str(tmp_path / 'missing'), 1)
 
 
-def test_erf_cli_compares_two_models(tmp_path):
+def _tiny_slak_config(tmp_path):
     cfg = tmp_path / 'tiny_slak.py'
     cfg.write_text(
         "custom_imports = dict(imports=['mmslak'])\n"
@@ -172,6 +172,11 @@ def test_erf_cli_compares_two_models(tmp_path):
         "    type='mmpretrain.SLaK', arch=dict(depths=[1, 1, 1, 1],\n"
         "    dims=[8, 8, 8, 8]), width_factor=1.0,\n"
         '    kernel_sizes=(13, 11, 9, 7)))\n')
+    return cfg
+
+
+def test_erf_cli_compares_two_models(tmp_path):
+    cfg = _tiny_slak_config(tmp_path)
     out = tmp_path / 'out'
     erf_tool = load_tool('erf')
     erf_tool.main([
@@ -216,13 +221,7 @@ def test_erf_cli_progress_and_same_result(tmp_path, monkeypatch, capsys):
         def isatty(self):
             return True
 
-    cfg = tmp_path / 'tiny_slak.py'
-    cfg.write_text(
-        "custom_imports = dict(imports=['mmslak'])\n"
-        "model = dict(type='ImageClassifier', backbone=dict(\n"
-        "    type='mmpretrain.SLaK', arch=dict(depths=[1, 1, 1, 1],\n"
-        "    dims=[8, 8, 8, 8]), width_factor=1.0,\n"
-        '    kernel_sizes=(13, 11, 9, 7)))\n')
+    cfg = _tiny_slak_config(tmp_path)
     erf_tool = load_tool('erf')
     erfs = []
     for extra, terminal in (([], True), (['--quiet'], True), ([], False)):

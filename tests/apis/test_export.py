@@ -142,3 +142,35 @@ def test_tool_slak_tiny_224(tmp_path, capsys):
         if 'max relative error' in line
     ]
     assert len(errors) == 2 and max(errors) <= 1e-4, text
+
+
+def test_onnx_errors_abs_and_relative_by_hand():
+    """A fake session off by known amounts: (max abs, max abs / max |ref|)
+    per output, by hand."""
+
+    class Graph(nn.Module):
+
+        def forward(self, x):
+            return x * 2, x - 1
+
+    class Output:
+
+        def __init__(self, name):
+            self.name = name
+
+    class Session:
+
+        def run(self, _, feed):
+            x = feed['input']
+            return [x * 2 + np.array([0., 0.5, -0.25]), x - 1]
+
+        def get_outputs(self):
+            return [Output('a'), Output('b')]
+
+    x = torch.tensor([1., -4., 2.])  # a: [2, -8, 4]; b: [0, -5, 1]
+    errors = onnx_export.onnx_errors(Graph(), Session(), x)
+    assert errors == {'a': (0.5, 0.5 / 8), 'b': (0.0, 0.0)}
+    assert onnx_export.max_relative_error(Graph(), Session(), x) == {
+        'a': 0.5 / 8,
+        'b': 0.0
+    }

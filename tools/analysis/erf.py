@@ -89,7 +89,12 @@ def parse_args(argv=None):
         action=CfgOptionsAction,
         help='override settings of every config, xxx=yyy format')
     add_quiet_flag(parser)
-    args = parser.parse_args(argv)
+    return _checked(parser, parser.parse_args(argv))
+
+
+def _checked(parser: argparse.ArgumentParser,
+             args: argparse.Namespace) -> argparse.Namespace:
+    """Errors argparse cannot check by itself."""
     n = len(args.models)
     for opt in ('checkpoints', 'names'):
         value = getattr(args, opt)
@@ -109,6 +114,23 @@ def parse_args(argv=None):
 def model_label(spec: str) -> str:
     base = osp.splitext(osp.basename(spec.split('::')[-1]))[0]
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', base)
+
+
+def erf_with_progress(backbone, images, name: str, args) -> np.ndarray:
+    """:func:`compute_erf` with a bar counting the images (a terminal
+    only, not with ``--quiet``), then its time."""
+    start = time.time()
+    bar = progress_bar(images.shape[0], args.quiet)
+    erf = compute_erf(
+        backbone,
+        images,
+        batch_size=args.batch_size,
+        grad_mode=args.grad,
+        device=args.device,
+        progress=lambda done, _: bar.update(done - bar.completed))
+    bar.finish()
+    print(f'{name}: {images.shape[0]} images ({time.time() - start:.1f}s)')
+    return erf
 
 
 def main(argv=None):
@@ -133,18 +155,7 @@ def main(argv=None):
             layer_scale=layer_scale,
             cfg_options=args.cfg_options,
             random_init=args.init)
-        start = time.time()
-        bar = progress_bar(images.shape[0], args.quiet)
-        erf = compute_erf(
-            backbone,
-            images,
-            batch_size=args.batch_size,
-            grad_mode=args.grad,
-            device=args.device,
-            progress=lambda done, _: bar.update(done - bar.completed))
-        bar.finish()
-        print(f'{name}: {images.shape[0]} images '
-              f'({time.time() - start:.1f}s)')
+        erf = erf_with_progress(backbone, images, name, args)
         np.save(osp.join(args.out_dir, f'{name}.npy'), erf)
         normalised[name] = normalize_erf(erf)
         ratios = high_contribution_area_ratios(normalised[name],

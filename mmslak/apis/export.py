@@ -112,18 +112,6 @@ def exportable_pooling(module: nn.Module):
             setattr(parent, attr, child)
 
 
-def to_deploy(model: nn.Module) -> int:
-    """Switch every SLaK module of ``model`` not yet in deploy form; returns
-    how many were switched (0 for a model built with ``deploy=True``)."""
-    switched = 0
-    for module in model.modules():
-        if hasattr(module,
-                   'switch_to_deploy') and not getattr(module, 'deploy', True):
-            module.switch_to_deploy()
-            switched += 1
-    return switched
-
-
 def export_graph(model: nn.Module) -> nn.Module:
     """The module whose ``forward(x)`` is exported, for ``model``'s task."""
     task = task_of(model)

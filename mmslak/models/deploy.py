@@ -3,16 +3,18 @@ import torch.nn as nn
 
 
 def switch_to_deploy(model: nn.Module) -> int:
-    """Call ``switch_to_deploy()`` on every top-level submodule having it
-    (SLaK, RepLKNet, RepVGG, ...). Returns how many were switched."""
+    """Call ``switch_to_deploy()`` on every outermost submodule having it
+    (SLaK, RepLKNet, RepVGG, ...) that is not in deploy form yet (its
+    ``deploy`` attribute is false or absent). Returns how many were switched:
+    0 for a model built with ``deploy=True``."""
     switched = 0
     pending = [model]
     while pending:
         module = pending.pop()
-        if hasattr(module, 'switch_to_deploy') and callable(
-                module.switch_to_deploy):
-            module.switch_to_deploy()
-            switched += 1
+        if callable(getattr(module, 'switch_to_deploy', None)):
+            if not getattr(module, 'deploy', False):
+                module.switch_to_deploy()
+                switched += 1
             continue  # it switches its own children
         pending.extend(module.children())
     return switched

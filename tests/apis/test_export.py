@@ -15,6 +15,7 @@ pytest.importorskip('onnxruntime')
 onnx = pytest.importorskip('onnx')
 
 from mmslak.apis import export as onnx_export  # noqa: E402
+from mmslak.models import switch_to_deploy  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = dict(depths=[1, 1, 2, 1], dims=[24, 48, 96, 192])
@@ -79,7 +80,7 @@ def test_small_classifier_onnx_matches_training_form(tmp_path):
     from skimage import data
     model = _classifier()
     oracle = copy.deepcopy(model)  # training form, evaluated in float64
-    assert onnx_export.to_deploy(model) == 1
+    assert switch_to_deploy(model) == 1
     assert not any('small_conv' in k for k in model.state_dict())
     out = str(tmp_path / 'cls.onnx')
     onnx_export.export_onnx(

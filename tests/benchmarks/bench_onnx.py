@@ -15,7 +15,8 @@ import torch
 
 from mmslak.apis import init_model
 from mmslak.apis.export import (export_graph, export_onnx, onnx_errors,
-                                onnx_session, time_both, to_deploy)
+                                onnx_session, time_both)
+from mmslak.models import switch_to_deploy
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -33,7 +34,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     model = init_model(args.config)
-    to_deploy(model)
+    switch_to_deploy(model)
     graph = export_graph(model)
     x = torch.randn(args.batch, 3, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:

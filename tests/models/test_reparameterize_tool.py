@@ -64,3 +64,37 @@ def test_reparameterize_tool_roundtrip(tmp_path):
     with torch.no_grad():
         got = deployed(x, mode='tensor')
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_deploy_walker_switches_each_outermost_module_once():
+    from mmslak.models import switch_to_deploy
+
+    class Rep(torch.nn.Module):
+
+        def __init__(self, deploy):
+            super().__init__()
+            self.deploy, self.calls = deploy, 0
+            self.inner = torch.nn.Sequential(torch.nn.Identity())
+
+        def switch_to_deploy(self):
+            self.calls += 1
+            self.deploy = True
+
+    done, todo, nested = Rep(True), Rep(False), Rep(False)
+    todo.inner.append(nested)  # switched by its parent, never walked into
+    model = torch.nn.Sequential(done, torch.nn.Sequential(todo))
+    assert switch_to_deploy(model) == 1
+    assert (done.calls, todo.calls, nested.calls) == (0, 1, 0)
+    assert switch_to_deploy(model) == 0  # already in deploy form
+
+
+def test_reparameterize_tool_refuses_a_deploy_form_model(tmp_path, capsys):
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(CONFIG + '\nmodel["backbone"]["deploy"] = True\n')
+    src = tmp_path / 'deploy.pth'
+    save_checkpoint({'state_dict': _build(cfg_file).state_dict()}, str(src))
+    out = tmp_path / 'again.pth'
+    assert _load_tool().main([str(cfg_file), str(src), str(out)]) == 1
+    assert 'ImageClassifier is already in deploy form' in capsys.readouterr(
+    ).err
+    assert not out.exists()

@@ -20,8 +20,9 @@ from mmengine.config import DictAction
 from mmengine.model import revert_sync_batchnorm
 
 from mmslak.apis.export import (export_graph, export_onnx, onnx_errors,
-                                onnx_session, preprocess_image, to_deploy)
+                                onnx_session, preprocess_image)
 from mmslak.apis.inferencers import init_inference_model
+from mmslak.models import switch_to_deploy
 
 
 def parse_args(argv=None):
@@ -85,8 +86,8 @@ def main(argv=None) -> int:
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     model = revert_sync_batchnorm(
         init_inference_model(args.config, checkpoint, 'cpu', args.cfg_options))
-    switched = to_deploy(model)
-    print(f'{switched} module(s) switched to deploy form')
+    switched = switch_to_deploy(model)
+    print(f'{switched} module(s) switched to deploy form (0: built in it)')
     graph = export_graph(model)
     x = torch.randn(1, 3, *args.shape)
     names = export_onnx(graph, x, args.out, args.dynamic, args.opset)

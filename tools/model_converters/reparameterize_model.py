@@ -34,10 +34,13 @@ def main(argv=None) -> int:
         args.config, args.checkpoint, cfg_options=args.cfg_options)
     switched = switch_to_deploy(model)
     if switched == 0:
-        print(
-            f'error: no module of {type(model).__name__} can be '
-            're-parameterised (is it a SLaK model?)',
-            file=sys.stderr)
+        reparameterisable = any(
+            callable(getattr(m, 'switch_to_deploy', None))
+            for m in model.modules())
+        why = ('is already in deploy form' if reparameterisable else
+               'has no module that can be re-parameterised (is it a SLaK '
+               'model?)')
+        print(f'error: {type(model).__name__} {why}', file=sys.stderr)
         return 1
     meta = dict(deploy=True)
     if getattr(model, 'dataset_meta', None) is not None:
@@ -50,7 +53,8 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f'error: {e}; nothing was written', file=sys.stderr)
         return 1
-    print(f'{switched} large-kernel layers re-parameterised; wrote '
+    print(f'{switched} module(s) re-parameterised (BN folded, 5x5 merged); '
+          f'wrote '
           f'{osp.abspath(args.out)}')
     return 0
 

@@ -77,6 +77,27 @@ def test_edge_shapes_fp32(shape, layout):
     assert gx.is_contiguous(memory_format=fmt)
 
 
+@pytest.mark.parametrize(
+    'shape',
+    [
+        # rows of 56 in register blocks of 14 outputs, of 24 in blocks of
+        # 12, of 32 in 16 (also any kernel of more than 7 taps per chunk);
+        # tall kernels' rows in pairs plus an odd one, in row blocks of 8;
+        # the same kernels wide (run transposed); 32 channels: whole vectors
+        (1, 32, 12, 56, 21, 5),
+        (1, 32, 56, 12, 5, 21),
+        (2, 32, 10, 24, 17, 3),
+        (2, 32, 24, 10, 3, 17),
+        (1, 32, 5, 32, 9, 9),
+        (1, 33, 14, 14, 27, 5),
+    ])
+def test_register_blocks_and_transposed_wide_kernels(shape):
+    n, c, h, w, kh, kw = shape
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    run(x, torch.randn(c, 1, kh, kw), torch.randn(c))
+    run(x.contiguous(), torch.randn(c, 1, kh, kw))
+
+
 def test_kernel_larger_than_map_without_crop():
     """The kernel itself (no crop in front) gives F.conv2d's result when
     taps reach past the map on both sides."""

@@ -1,5 +1,7 @@
 """The compiled CPU kernel (strategy 'cpp') against float64 F.conv2d at
 edge shapes, with the path it ran asserted (no silent fallback)."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -201,6 +203,19 @@ def test_build_cache_is_keyed_and_outside_the_checkout(monkeypatch, tmp_path):
     assert here.startswith(str(tmp_path))
     monkeypatch.setattr(cpu_kernel, '_cpu_flags', lambda: 'sse2 only')
     assert cpu_kernel.build_dir() != here  # another CPU rebuilds
+
+
+def test_build_compiles_a_copy_of_the_source_in_its_keyed_dir(tmp_path):
+    """Checkouts sharing the cache build one copy (one path, one mtime for
+    ninja), byte-identical to the checkout's source, written once."""
+    path = cpu_kernel._source_copy(str(tmp_path))
+    assert os.path.dirname(path) == str(tmp_path)
+    with open(path, 'rb') as a, open(cpu_kernel._SOURCE, 'rb') as b:
+        assert a.read() == b.read()
+    os.utime(path, (1, 1))
+    assert cpu_kernel._source_copy(str(tmp_path)) == path
+    assert os.stat(path).st_mtime == 1  # not rewritten
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]
 
 
 def test_wrong_device_or_dtype_is_a_clear_error():

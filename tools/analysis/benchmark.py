@@ -41,9 +41,41 @@ was tried and measured (2 shared cores, AVX-512, min or median of rounds):
   3): stage 1 strips 42-60% (fwd/dgrad) and 29-57% (wgrad) of sgemm; stage
   2-3 strips 6-38%, where the same rounds' torch kernels fall as low (the
   small per-call work meets OpenMP barriers with threads descheduled by
-  other processes). Not tried for lack of time: blocking two output rows
-  per x row in L1 for the Kx5 weight gradient (x rows now stream from L2),
-  Winograd-style strips, an implicit GEMM.
+  other processes).
+* Second round (A/B against the first kernel built side by side, same
+  rounds, 1 thread, min of 11, % of the same rounds' sgemm, stage 1-3
+  strips at batch 4; first kernel -> now):
+
+  - a wide kernel (5xK) runs as a tall one on the transposed map (packing
+    reads through strides, so it is free): rows outside the map were
+    already skipped exactly, columns were FMA'd with zero padding (5x49 on
+    28 columns: ~45% of the FMAs were zeros);
+  - register blocks of 12 / 14 / 16 outputs (the fewest blocks of 16, then
+    the smallest size that covers the row): 56, 28, 14 are 4, 2, 1 x 14,
+    where 16-wide blocks wasted 14% of the columns;
+  - packing and stores vectorised for channels_last (whole 16-channel
+    vectors); per-call overhead (a 1x1 kernel, stage 1 at batch 4) 5.6-9
+    ms -> 2.5-3 ms (a clone of the map: 0.8 ms);
+  - weight gradient: two kernel rows at once, interleaved in one slide (10
+    independent accumulator chains for Kx5 instead of 5: the FMA latency
+    was the limit) sharing the grad vectors, and kernel rows in blocks of
+    8 sweeping all grad rows, so the x rows they meet stay in L1 ("two
+    output rows per x row", in the weight gradient's loop order).
+
+  Result (two runs): forward 29-74% -> 49-129%, input grad 31-86% ->
+  50-150%, weight grad 23-68% -> 51-126% (every pass of every stage 1-3
+  strip >= 50% of sgemm at 1 thread). At 2 threads on the loaded machine
+  (load 5-10 on 2 cores) the same A/B gave sgemm itself at 50-70 GF/s
+  (less than its 1-thread 100-140) and 6-300% per pass for both kernels:
+  thread barriers with one thread descheduled dominate; a quiet machine is
+  needed for that column.
+* Not tried: Winograd-style strips (the direct kernel is already near the
+  sgemm rate, and Winograd's transforms cost per-call packing), an
+  implicit GEMM (a depthwise convolution has no reduction over channels:
+  a GEMM would be a batch of rank-1 products or a Toeplitz matrix with
+  K-fold redundant loads), caching the forward's packed x for the weight
+  gradient (saves ~1 ms per call at stage 1, but holds a padded copy of
+  every large-kernel input for the whole backward).
 
 Example::
 

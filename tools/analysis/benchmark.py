@@ -245,7 +245,8 @@ def time_round_robin(fns: dict, repeats: int, what: str = '') -> dict:
     the round's warm-up), with a progress bar; the median over rounds, or
     the minimum (``--stat min``: robust on a loaded machine)."""
     print(f'timing {what}: {len(fns)} closures x {repeats} rounds', flush=True)
-    bar = ProgressBar(repeats * len(fns))
+    # file= now: the default is the sys.stdout of import time
+    bar = ProgressBar(repeats * len(fns), file=sys.stdout)
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():

@@ -497,6 +497,9 @@ def bench_memory(args, results):
     bs, size = args.batch_sizes[0], args.sizes[0]
     peaks = {}
     for name in [n for n in MEMORY_MODELS if n in args.models]:
+        print(
+            f'peak memory: 2 training steps of {name} in a new process',
+            flush=True)
         cmd = [
             sys.executable,
             os.path.abspath(__file__), '--memory-child', name, '--device',

@@ -62,10 +62,11 @@ was tried and measured (2 shared cores, AVX-512, min or median of rounds):
     8 sweeping all grad rows, so the x rows they meet stay in L1 ("two
     output rows per x row", in the weight gradient's loop order).
 
-  Result (two runs): forward 29-74% -> 49-129%, input grad 31-86% ->
-  50-150%, weight grad 23-68% -> 51-126% (every pass of every stage 1-3
-  strip >= 50% of sgemm at 1 thread). At 2 threads on the loaded machine
-  (load 5-10 on 2 cores) the same A/B gave sgemm itself at 50-70 GF/s
+  Result (three runs, per shape and pass): forward 37-89% -> 64-129%,
+  input grad 39-86% -> 65-150%, weight grad 27-68% -> 51-126% (every pass
+  of every stage 1-3 strip >= 50% of sgemm at 1 thread; the README has the
+  worst run per shape). At 2 threads on the loaded machine (load 5-10 on
+  2 cores) the same A/B gave sgemm itself at 50-70 GF/s
   (less than its 1-thread 100-140) and 6-300% per pass for both kernels:
   thread barriers with one thread descheduled dominate; a quiet machine is
   needed for that column.

@@ -114,6 +114,8 @@ def test_benchmark_times_round_robin_through_time_fn(fake_timer, capsys):
     args = tool.parse_args(['--models', 'slak_deploy', '--stat', 'min'])
     assert args.models == ['slak', 'slak_deploy', 'convnext']
     assert args.train_sizes == [224, 512] and args.stat == 'min'
+    with pytest.raises(SystemExit):  # a training size that is not timed
+        tool.parse_args(['--sizes', '224', '--train-sizes', '512'])
     tool.STAT['name'] = 'min'
     try:
         assert tool.time_round_robin(fns, 3) == pytest.approx(

@@ -105,6 +105,27 @@ SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
 SMALL_KERNEL = 5
 
 
+def _add_selection_args(parser):
+    """What the model table times, and how rounds are summarised."""
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        choices=MODEL_NAMES,
+        default=list(MODEL_NAMES),
+        help='model variants to time (slak and convnext always)')
+    parser.add_argument(
+        '--train-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='--sizes entries that also time a training step (default all)')
+    parser.add_argument(
+        '--stat',
+        choices=['median', 'min'],
+        default='median',
+        help='statistic over rounds (min: robust on a loaded machine)')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
@@ -136,23 +157,7 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='autocast (bf16 on CPU, fp16 on CUDA)')
-    parser.add_argument(
-        '--models',
-        nargs='+',
-        choices=MODEL_NAMES,
-        default=list(MODEL_NAMES),
-        help='model variants to time (slak and convnext always)')
-    parser.add_argument(
-        '--train-sizes',
-        type=int,
-        nargs='+',
-        default=None,
-        help='--sizes entries that also time a training step (default all)')
-    parser.add_argument(
-        '--stat',
-        choices=['median', 'min'],
-        default='median',
-        help='statistic over rounds (min: robust on a loaded machine)')
+    _add_selection_args(parser)
     parser.add_argument('--skip-models', action='store_true')
     parser.add_argument('--skip-ops', action='store_true')
     parser.add_argument('--skip-memory', action='store_true')
@@ -172,6 +177,9 @@ def parse_args(argv=None):
     ]
     if args.train_sizes is None:
         args.train_sizes = list(args.sizes)
+    if not set(args.train_sizes) <= set(args.sizes):
+        parser.error(f'--train-sizes ({args.train_sizes}) must be among '
+                     f'--sizes ({args.sizes})')
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
     if args.device.startswith('cuda') and not torch.cuda.is_available():

@@ -1,13 +1,9 @@
 """Inference throughput (images/s) of a model's tensor forward."""
-import time
 from typing import Callable, Dict, List
 
 import torch
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+from ..ops.timing import time_fn
 
 
 @torch.no_grad()
@@ -22,7 +18,8 @@ def measure_throughput(forward: Callable[[torch.Tensor], object],
         forward: the callable to time (e.g. a model in eval mode).
         inputs: the (N, 3, H, W) batch, already on the target device.
         warmup: untimed calls first (allocator, cuDNN autotuning).
-        iters: timed calls per repeat.
+        iters: timed calls per repeat (one block of
+            :func:`mmslak.ops.timing.time_fn`).
         repeats: independent timings; the median is reported.
 
     Returns:
@@ -32,18 +29,12 @@ def measure_throughput(forward: Callable[[torch.Tensor], object],
     if warmup < 0 or iters < 1 or repeats < 1:
         raise ValueError('need warmup >= 0, iters >= 1 and repeats >= 1, '
                          f'got {warmup}, {iters}, {repeats}')
-    device = inputs.device
     for _ in range(warmup):
         forward(inputs)
-    _sync(device)
-    rates: List[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            forward(inputs)
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        rates.append(inputs.shape[0] * iters / elapsed)
+    rates: List[float] = [
+        inputs.shape[0] / time_fn(lambda: forward(inputs), number=iters).mean
+        for _ in range(repeats)
+    ]
     median = sorted(rates)[len(rates) // 2]
     return dict(
         images_per_s=median,

@@ -15,6 +15,7 @@ says why, and the dispatch keeps its other strategies.
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import warnings
@@ -69,13 +70,25 @@ def build_dir() -> str:
     return os.path.join(cache, 'dwconv_cpu', build_key())
 
 
+def _source_copy(directory: str) -> str:
+    """The source, copied into its keyed build directory once: ninja then
+    sees one path and one mtime, so checkouts sharing the cache (same
+    source, same key) do not rebuild each other's binary."""
+    path = os.path.join(directory, os.path.basename(_SOURCE))
+    if not os.path.exists(path):
+        tmp = f'{path}.{os.getpid()}.tmp'
+        shutil.copyfile(_SOURCE, tmp)
+        os.replace(tmp, path)
+    return path
+
+
 def _build(verbose: bool = False) -> None:
     from torch.utils.cpp_extension import load
     directory = build_dir()
     os.makedirs(directory, exist_ok=True)
     load(
         name='mmslak_dwconv_cpu',
-        sources=[_SOURCE],
+        sources=[_source_copy(directory)],
         extra_cflags=_CFLAGS,
         extra_ldflags=['-fopenmp'],
         build_directory=directory,

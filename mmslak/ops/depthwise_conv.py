@@ -26,7 +26,6 @@ the benchmark and the tests compare against.
 """
 import contextlib
 import os
-import time
 import warnings
 from typing import Dict, NamedTuple, Optional, Tuple
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from . import cpu_kernel, triton_kernels
 from .fft_conv import (fft_forward, fft_input_grad, fft_shape, fft_weight_grad,
                        kernel_spectrum)
+from .timing import time_fn
 
 _MODES = ('heuristic', 'tune', 'reference')
 _PASS_STRATEGIES = ('nchw', 'cl', 'fft', 'cpp', 'triton')
@@ -363,20 +363,6 @@ def candidate_strategies(x: torch.Tensor) -> Tuple[str, ...]:
     return tuple(names)
 
 
-def _time(fn, reps: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def tune_plan(x: torch.Tensor,
               weight: torch.Tensor,
               with_grad: bool = True) -> Plan:
@@ -410,7 +396,7 @@ def tune_plan(x: torch.Tensor,
                             y = _DepthwiseConv.apply(xr, wr, None, plan)
                             torch.autograd.grad(y, [xr, wr][pass_idx - 1], gs)
 
-            timings[strategy] = _time(fn)
+            timings[strategy] = time_fn(fn, min_run_time=0.02).median
         best[name] = min(timings, key=timings.get)
     plan = Plan(**best)
     _tuned[key] = plan

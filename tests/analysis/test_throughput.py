@@ -1,10 +1,14 @@
 import importlib.util
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from mmslak.analysis import build_model, measure_throughput, switch_to_deploy
+from mmslak.ops import timing
+from mmslak.ops.timing import time_fn
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CLASSIFIER = (
@@ -24,32 +28,100 @@ def load_tool(name):
     return module
 
 
-def test_measure_throughput_counts_calls_and_images():
+class FakeTimer:
+    """Stands in for torch.utils.benchmark.Timer: runs the statement's
+    ``fn`` ``number`` times and reports that the block took 0.5 s."""
+    made = []
+
+    def __init__(self, stmt, globals, num_threads):
+        assert stmt == 'fn()'
+        self.fn = globals['fn']
+        FakeTimer.made.append(num_threads)
+
+    def timeit(self, number):
+        for _ in range(number):
+            self.fn()
+        return SimpleNamespace(mean=0.5 / number, median=0.5 / number)
+
+    def blocked_autorange(self, min_run_time):
+        self.fn()
+        return SimpleNamespace(median=len(FakeTimer.made) / 10)
+
+
+@pytest.fixture
+def fake_timer(monkeypatch):
+    FakeTimer.made = []
+    monkeypatch.setattr(timing, 'Timer', FakeTimer)
+    return FakeTimer
+
+
+def test_measure_throughput_counts_calls_and_images(fake_timer):
     calls = []
-    clock = [0.]
 
     def forward(x):
         calls.append(x.shape[0])
 
-    # a fake clock advancing 0.5 s per perf_counter() call makes the rate
-    # exactly computable: 2 timed calls of 4 images between two readings.
-    def fake_perf_counter():
-        clock[0] += 0.5
-        return clock[0]
-
-    import mmslak.analysis.throughput as tp
-    real = tp.time.perf_counter
-    tp.time.perf_counter = fake_perf_counter
-    try:
-        result = measure_throughput(
-            forward, torch.zeros(4, 3, 8, 8), warmup=1, iters=2, repeats=3)
-    finally:
-        tp.time.perf_counter = real
+    # each repeat: one block of 2 timed calls of 4 images in 0.5 s
+    result = measure_throughput(
+        forward, torch.zeros(4, 3, 8, 8), warmup=1, iters=2, repeats=3)
     assert len(calls) == 1 + 2 * 3
     assert result['images_per_s'] == pytest.approx(4 * 2 / 0.5)
     assert result['ms_per_batch'] == pytest.approx(1000 * 0.5 / 2)
+    assert fake_timer.made == [torch.get_num_threads()] * 3
     with pytest.raises(ValueError):
         measure_throughput(forward, torch.zeros(1, 3, 8, 8), iters=0)
+
+
+def test_time_fn_runs_on_the_callers_threads_and_times_real_calls():
+    """The real Timer: the call runs with the caller's thread count (the
+    Timer's default is 1), and a 20 ms sleep times as at least 20 ms."""
+    seen = []
+
+    def fn():
+        seen.append(torch.get_num_threads())
+        time.sleep(0.02)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = time_fn(fn, number=2)
+        assert len(seen) >= 2 and set(seen) == {2}
+        assert 0.02 <= m.mean < 0.5
+        assert 0.02 <= time_fn(fn, number=1).mean < 0.5
+        seen.clear()
+        # blocked_autorange: by default a call this long runs twice (the
+        # block-size estimate, then one timed block), so timing is cheap
+        assert 0.02 <= time_fn(fn).median < 0.5
+        assert 2 <= len(seen) <= 3
+    finally:
+        torch.set_num_threads(old)
+    with pytest.raises(ValueError, match='number'):
+        time_fn(fn, number=0)
+
+
+def test_benchmark_times_round_robin_through_time_fn(fake_timer, capsys):
+    """The benchmark's rounds run the closures in turn (a, b, a, b, ...),
+    each timed through the one helper (the fake Timer's k-th timing
+    reports k / 10 s), and report the median or the minimum per closure."""
+    tool = load_tool('benchmark')
+    order = []
+    fns = dict(a=lambda: order.append('a'), b=lambda: order.append('b'))
+    med = tool.time_round_robin(fns, 3, 'test')
+    assert order == ['a', 'b'] * 3
+    assert med == pytest.approx(dict(a=0.3,
+                                     b=0.4))  # timings 1, 3, 5 / 2, 4, 6
+    assert 'timing test' in capsys.readouterr().out
+    args = tool.parse_args(['--models', 'slak_deploy', '--stat', 'min'])
+    assert args.models == ['slak', 'slak_deploy', 'convnext']
+    assert args.train_sizes == [224, 512] and args.stat == 'min'
+    with pytest.raises(SystemExit):  # a training size that is not timed
+        tool.parse_args(['--sizes', '224', '--train-sizes', '512'])
+    tool.STAT['name'] = 'min'
+    try:
+        assert tool.time_round_robin(fns, 3) == pytest.approx(
+            dict(a=0.7, b=0.8))  # timings 7, 9, 11 / 8, 10, 12
+    finally:
+        tool.STAT['name'] = 'median'
 
 
 def test_switch_to_deploy_keeps_outputs(tmp_path):
@@ -79,13 +151,9 @@ def test_throughput_cli_both_forms(tmp_path, monkeypatch):
         return real(model, inputs, warmup, iters, repeats)
 
     monkeypatch.setattr(tool, 'measure_throughput', spy)
-    # a clock advancing 0.5 s per reading: each repeat times 2 calls of 2
-    # images in 0.5 s, so the rate is exactly 8 images/s
-    clock = iter(0.5 * i for i in range(1, 1000))
-    import mmslak.analysis.throughput as tp
-    monkeypatch.setattr(
-        tp, 'time',
-        type('Clock', (), {'perf_counter': staticmethod(lambda: next(clock))}))
+    # each repeat times one block of 2 calls of 2 images in 0.5 s (the fake
+    # Timer), so the rate is exactly 8 images/s
+    monkeypatch.setattr(timing, 'Timer', FakeTimer)
     summary = tool.main([
         str(cfg), '--batch-size', '2', '--shape', '64', '--deploy', 'both',
         '--warmup', '1', '--iters', '2', '--repeats', '3', '--device', 'cpu'

@@ -1,5 +1,7 @@
 """The compiled CPU kernel (strategy 'cpp') against float64 F.conv2d at
 edge shapes, with the path it ran asserted (no silent fallback)."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,27 @@ def test_edge_shapes_fp32(shape, layout):
     fmt = torch.channels_last if layout == 'cl' else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt)
     assert gx.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize(
+    'shape',
+    [
+        # rows of 56 in register blocks of 14 outputs, of 24 in blocks of
+        # 12, of 32 in 16 (also any kernel of more than 7 taps per chunk);
+        # tall kernels' rows in pairs plus an odd one, in row blocks of 8;
+        # the same kernels wide (run transposed); 32 channels: whole vectors
+        (1, 32, 12, 56, 21, 5),
+        (1, 32, 56, 12, 5, 21),
+        (2, 32, 10, 24, 17, 3),
+        (2, 32, 24, 10, 3, 17),
+        (1, 32, 5, 32, 9, 9),
+        (1, 33, 14, 14, 27, 5),
+    ])
+def test_register_blocks_and_transposed_wide_kernels(shape):
+    n, c, h, w, kh, kw = shape
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    run(x, torch.randn(c, 1, kh, kw), torch.randn(c))
+    run(x.contiguous(), torch.randn(c, 1, kh, kw))
 
 
 def test_kernel_larger_than_map_without_crop():
@@ -180,6 +203,19 @@ def test_build_cache_is_keyed_and_outside_the_checkout(monkeypatch, tmp_path):
     assert here.startswith(str(tmp_path))
     monkeypatch.setattr(cpu_kernel, '_cpu_flags', lambda: 'sse2 only')
     assert cpu_kernel.build_dir() != here  # another CPU rebuilds
+
+
+def test_build_compiles_a_copy_of_the_source_in_its_keyed_dir(tmp_path):
+    """Checkouts sharing the cache build one copy (one path, one mtime for
+    ninja), byte-identical to the checkout's source, written once."""
+    path = cpu_kernel._source_copy(str(tmp_path))
+    assert os.path.dirname(path) == str(tmp_path)
+    with open(path, 'rb') as a, open(cpu_kernel._SOURCE, 'rb') as b:
+        assert a.read() == b.read()
+    os.utime(path, (1, 1))
+    assert cpu_kernel._source_copy(str(tmp_path)) == path
+    assert os.stat(path).st_mtime == 1  # not rewritten
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]
 
 
 def test_wrong_device_or_dtype_is_a_clear_error():

@@ -41,9 +41,42 @@ was tried and measured (2 shared cores, AVX-512, min or median of rounds):
   3): stage 1 strips 42-60% (fwd/dgrad) and 29-57% (wgrad) of sgemm; stage
   2-3 strips 6-38%, where the same rounds' torch kernels fall as low (the
   small per-call work meets OpenMP barriers with threads descheduled by
-  other processes). Not tried for lack of time: blocking two output rows
-  per x row in L1 for the Kx5 weight gradient (x rows now stream from L2),
-  Winograd-style strips, an implicit GEMM.
+  other processes).
+* Second round (A/B against the first kernel built side by side, same
+  rounds, 1 thread, min of 11, % of the same rounds' sgemm, stage 1-3
+  strips at batch 4; first kernel -> now):
+
+  - a wide kernel (5xK) runs as a tall one on the transposed map (packing
+    reads through strides, so it is free): rows outside the map were
+    already skipped exactly, columns were FMA'd with zero padding (5x49 on
+    28 columns: ~45% of the FMAs were zeros);
+  - register blocks of 12 / 14 / 16 outputs (the fewest blocks of 16, then
+    the smallest size that covers the row): 56, 28, 14 are 4, 2, 1 x 14,
+    where 16-wide blocks wasted 14% of the columns;
+  - packing and stores vectorised for channels_last (whole 16-channel
+    vectors); per-call overhead (a 1x1 kernel, stage 1 at batch 4) 5.6-9
+    ms -> 2.5-3 ms (a clone of the map: 0.8 ms);
+  - weight gradient: two kernel rows at once, interleaved in one slide (10
+    independent accumulator chains for Kx5 instead of 5: the FMA latency
+    was the limit) sharing the grad vectors, and kernel rows in blocks of
+    8 sweeping all grad rows, so the x rows they meet stay in L1 ("two
+    output rows per x row", in the weight gradient's loop order).
+
+  Result (three runs, per shape and pass): forward 37-89% -> 64-129%,
+  input grad 39-86% -> 65-150%, weight grad 27-68% -> 51-126% (every pass
+  of every stage 1-3 strip >= 50% of sgemm at 1 thread; the README has the
+  worst run per shape). At 2 threads on the loaded machine (load 5-10 on
+  2 cores) the same A/B gave sgemm itself at 50-70 GF/s
+  (less than its 1-thread 100-140) and 6-300% per pass for both kernels:
+  thread barriers with one thread descheduled dominate; a quiet machine is
+  needed for that column.
+* Not tried: Winograd-style strips (the direct kernel is already near the
+  sgemm rate, and Winograd's transforms cost per-call packing), an
+  implicit GEMM (a depthwise convolution has no reduction over channels:
+  a GEMM would be a batch of rank-1 products or a Toeplitz matrix with
+  K-fold redundant loads), caching the forward's packed x for the weight
+  gradient (saves ~1 ms per call at stage 1, but holds a padded copy of
+  every large-kernel input for the whole backward).
 
 Example::
 
@@ -58,17 +91,39 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from mmengine.utils import ProgressBar
 
 import mmslak  # noqa: F401  (registers SLaK)
 from mmslak.ops import cropped_kernel_size
 from mmslak.ops import depthwise_conv as dc
 from mmslak.ops import dispatch, plan_for, preferred_memory_format
+from mmslak.ops.timing import time_fn
 
 SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
 SMALL_KERNEL = 5
+
+
+def _add_selection_args(parser):
+    """What the model table times, and how rounds are summarised."""
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        choices=MODEL_NAMES,
+        default=list(MODEL_NAMES),
+        help='model variants to time (slak and convnext always)')
+    parser.add_argument(
+        '--train-sizes',
+        type=int,
+        nargs='+',
+        default=None,
+        help='--sizes entries that also time a training step (default all)')
+    parser.add_argument(
+        '--stat',
+        choices=['median', 'min'],
+        default='median',
+        help='statistic over rounds (min: robust on a loaded machine)')
 
 
 def parse_args(argv=None):
@@ -102,6 +157,7 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='autocast (bf16 on CPU, fp16 on CUDA)')
+    _add_selection_args(parser)
     parser.add_argument('--skip-models', action='store_true')
     parser.add_argument('--skip-ops', action='store_true')
     parser.add_argument('--skip-memory', action='store_true')
@@ -116,6 +172,14 @@ def parse_args(argv=None):
     if len(args.batch_sizes) != len(args.sizes):
         parser.error(f'--batch-sizes ({args.batch_sizes}) needs one entry '
                      f'per --sizes entry ({args.sizes})')
+    args.models = [
+        n for n in MODEL_NAMES if n in set(args.models) | {'slak', 'convnext'}
+    ]
+    if args.train_sizes is None:
+        args.train_sizes = list(args.sizes)
+    if not set(args.train_sizes) <= set(args.sizes):
+        parser.error(f'--train-sizes ({args.train_sizes}) must be among '
+                     f'--sizes ({args.sizes})')
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -140,7 +204,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class Runner:
+class ModelVariant:
     """One model variant with its inference and training-step closures."""
 
     def __init__(self, name, device, amp):
@@ -184,21 +248,28 @@ class Runner:
         sync(self.device)
 
 
-def time_round_robin(fns: dict, repeats: int) -> dict:
-    """Median seconds of each closure, timed one after another per round."""
-    for fn in fns.values():  # warm-up (allocator, oneDNN primitives, plans)
-        fn()
+def time_round_robin(fns: dict, repeats: int, what: str = '') -> dict:
+    """Seconds per call of each closure, timed one after another in each
+    round by :func:`mmslak.ops.timing.time_fn` (its block-size estimate is
+    the round's warm-up), with a progress bar; the median over rounds, or
+    the minimum (``--stat min``: robust on a loaded machine)."""
+    print(f'timing {what}: {len(fns)} closures x {repeats} rounds', flush=True)
+    # file= now: the default is the sys.stdout of import time
+    bar = ProgressBar(repeats * len(fns), file=sys.stdout)
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[k].append(time_fn(fn).median)
+            bar.update()
+    print(flush=True)
+    stat = min if STAT['name'] == 'min' else statistics.median
+    return {k: stat(v) for k, v in times.items()}
 
 
+STAT = dict(name='median')  # set from --stat in main()
 MODEL_NAMES = ('slak', 'slak_deploy', 'slak_reference', 'convnext',
                'convnext_cl')
+MEMORY_MODELS = ('slak', 'slak_reference', 'convnext')
 LABELS = {
     'slak': 'SLaK-T (mmslak)',
     'slak_deploy': 'SLaK-T (mmslak, switch_to_deploy)',
@@ -208,34 +279,36 @@ LABELS = {
 }
 
 
+def _model_fns(variants, kind, x):
+    names = [n for n in variants if kind == 'inference' or n != 'slak_deploy']
+    return {
+        n: (lambda r=variants[n]: r.infer(x)) if kind == 'inference' else
+        (lambda r=variants[n]: r.train_step(x))
+        for n in names
+    }
+
+
 def bench_models(args, results):
-    runners = {n: Runner(n, args.device, args.amp) for n in MODEL_NAMES}
+    variants = {n: ModelVariant(n, args.device, args.amp) for n in args.models}
     for bs, size in zip(args.batch_sizes, args.sizes):
         x = torch.randn(bs, 3, size, size, device=args.device)
         for kind in ('inference', 'train_step'):
-            names = [
-                n for n in MODEL_NAMES
-                if kind == 'inference' or n != 'slak_deploy'
-            ]
-            fns = {
-                n:
-                (lambda r=runners[n]: r.infer(x)) if kind == 'inference' else
-                (lambda r=runners[n]: r.train_step(x))
-                for n in names
-            }
-            med = time_round_robin(fns, args.repeats)
+            if kind == 'train_step' and size not in args.train_sizes:
+                continue
             key = f'{kind}@{bs}x{size}'
+            med = time_round_robin(
+                _model_fns(variants, kind, x), args.repeats, key)
             results[key] = med
             base = med['convnext']
-            print(f'\n{kind}, batch {bs} x {size} (median of {args.repeats};'
-                  ' ratio = time / ConvNeXt-T NCHW time)')
-            for n in names:
+            print(f'\n{kind}, batch {bs} x {size} ({STAT["name"]} of '
+                  f'{args.repeats}; ratio = time / ConvNeXt-T NCHW time)')
+            for n in med:
                 print(f'  {LABELS[n]:<36} {med[n] / bs * 1e3:9.1f} ms/img '
                       f'{med[n] / base:6.2f}x')
-            print(f'  SLaK-T speed-up over the reference way: '
-                  f'{med["slak_reference"] / med["slak"]:.2f}x; '
-                  f'vs ConvNeXt-T channels_last: '
-                  f'{med["slak"] / med["convnext_cl"]:.2f}x')
+            for other in ('slak_reference', 'convnext_cl'):
+                if other in med:
+                    print(f'  SLaK-T (mmslak) / {LABELS[other]}: '
+                          f'{med["slak"] / med[other]:.2f}x')
 
 
 # --------------------------------------------------------------------- ops
@@ -327,7 +400,7 @@ def bench_ops(args, results):
                     PASSES, pass_fns(x, w, g, plan, args.device),
                     pass_fns(x, w, g, (_native(x), ) * 3, args.device)):
                 fns[p], fns['torch_' + p] = o, t
-            med = time_round_robin(fns, reps)
+            med = time_round_robin(fns, reps, label)
             peak = mm_flop / med['mm'] / 1e9
             row = dict(
                 shape=label,
@@ -386,7 +459,7 @@ def bench_ops_cuda(args, results):
                     fns[f'{strat}_{p}'] = fn
             if igemm is not None and dtype == torch.float32:
                 fns['igemm_fwd'] = lambda: (igemm.apply(x, w), sync('cuda'))
-            med = time_round_robin(fns, max(3, args.repeats))
+            med = time_round_robin(fns, max(3, args.repeats), label)
             line = f'    {label:<16}'
             for p in PASSES:
                 cudnn = min(med[f'cl_{p}'], med[f'nchw_{p}'])
@@ -413,18 +486,18 @@ def memory_child(args) -> None:
     name = args.memory_child
     bs, size = args.batch_sizes[0], args.sizes[0]
     x = torch.randn(bs, 3, size, size, device=args.device)
-    runner = Runner(name, args.device, args.amp)
+    variant = ModelVariant(name, args.device, args.amp)
     if args.device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         for _ in range(2):
-            runner.train_step(x)
+            variant.train_step(x)
         peak = torch.cuda.max_memory_allocated() - base
     else:
         base = _rss_kib('VmRSS') * 1024
         for _ in range(2):
-            runner.train_step(x)
+            variant.train_step(x)
         peak = _rss_kib('VmHWM') * 1024 - base
     print(json.dumps({'peak_bytes': peak}))
 
@@ -432,7 +505,10 @@ def memory_child(args) -> None:
 def bench_memory(args, results):
     bs, size = args.batch_sizes[0], args.sizes[0]
     peaks = {}
-    for name in ('slak', 'slak_reference', 'convnext'):
+    for name in [n for n in MEMORY_MODELS if n in args.models]:
+        print(
+            f'peak memory: 2 training steps of {name} in a new process',
+            flush=True)
         cmd = [
             sys.executable,
             os.path.abspath(__file__), '--memory-child', name, '--device',
@@ -458,6 +534,7 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    STAT['name'] = args.stat
     if args.memory_child:
         memory_child(args)
         return

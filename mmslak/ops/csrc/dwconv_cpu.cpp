@@ -12,7 +12,10 @@
 //    FMA'd into every output it meets ("sliding" outer product);
 //  * weight grad: JB tap accumulators in registers, WB grad-output vectors
 //    in registers, the same sliding product, summed over n, h, w.
-// The input gradient is the forward with the kernel flipped.
+// The input gradient is the forward with the kernel flipped. A kernel wider
+// than tall (5xK) runs transposed (packing reads through the strides, so
+// this is free): rows outside the map are skipped exactly, columns are not,
+// so the long axis goes down the rows.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
@@ -29,10 +32,12 @@ namespace {
 constexpr int kVecBytes = 64;  // one zmm register
 constexpr int kMaxJB = 13;     // kernel taps in registers
 constexpr int kWB = 16;        // outputs (or grad vectors) in registers
+constexpr int kShortJB = 7;    // up to here also blocks of 12 / 14 outputs
 #else
 constexpr int kVecBytes = 32;  // one ymm register (AVX2), 16 registers
 constexpr int kMaxJB = 5;
 constexpr int kWB = 8;
+constexpr int kShortJB = 0;
 #endif
 
 template <typename T>
@@ -59,7 +64,8 @@ struct Geo {
   int64_t L, CB;       // lanes, channel blocks
   int64_t JB, nch;     // taps per chunk, chunks per kernel row
   int64_t kwp;         // nch * JB >= kw (extra taps have zero weight)
-  int64_t Wr, Wp;      // W rounded up to kWB; packed row length
+  int64_t WB;          // outputs per register block (kWB, 14 or 12)
+  int64_t Wr, Wp;      // W rounded up to WB; packed row length
   Geo(const at::Tensor& x, int64_t kh_, int64_t kw_, int64_t lanes) {
     N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
     kh = kh_, kw = kw_, ph = kh / 2, pw = kw / 2, L = lanes;
@@ -67,7 +73,11 @@ struct Geo {
     nch = (kw + kMaxJB - 1) / kMaxJB;
     JB = (kw + nch - 1) / nch;
     kwp = nch * JB;
-    Wr = (W + kWB - 1) / kWB * kWB;
+    // The fewest blocks of kWB outputs, then the smallest block that covers
+    // W (56 = 4 x 14: no wasted columns on SLaK-T's maps at 224).
+    const int64_t nwb = (W + kWB - 1) / kWB, need = (W + nwb - 1) / nwb;
+    WB = JB > kShortJB || need > 14 ? kWB : need > 12 ? 14 : 12;
+    Wr = nwb * WB;
     Wp = Wr + kwp - 1;
   }
   int64_t row(int64_t n, int64_t cb, int64_t h) const {
@@ -86,17 +96,25 @@ void pack_map(const at::Tensor& src, const Geo& g, T* dst) {
   const Tin* s = src.data_ptr<Tin>();
   const int64_t sn = src.stride(0), sc = src.stride(1), sh = src.stride(2),
                 sw = src.stride(3);
+  constexpr int64_t L = Vec<T>::L;
   at::parallel_for(0, g.N * g.CB * g.H, 16, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t h = t % g.H, cb = (t / g.H) % g.CB, n = t / g.H / g.CB;
       T* d = dst + g.row(n, cb, h);
-      std::memset(d, 0, sizeof(T) * g.Wp * g.L);
-      const int64_t c0 = cb * g.L, nc = std::min(g.L, g.C - c0);
+      const int64_t c0 = cb * L, nc = std::min(L, g.C - c0);
       const Tin* sp = s + n * sn + c0 * sc + h * sh;
-      for (int64_t w = 0; w < g.W; ++w) {
-        T* dp = d + (g.pw + w) * g.L;
-        const Tin* q = sp + w * sw;
-        for (int64_t l = 0; l < nc; ++l) dp[l] = static_cast<T>(q[l * sc]);
+      std::memset(d, 0, sizeof(T) * g.pw * L);
+      T* tail = d + (g.pw + g.W) * L;
+      std::memset(tail, 0, sizeof(T) * (d + g.Wp * L - tail));
+      if (sc == 1 && nc == L) {  // channels_last: whole vectors, vectorised
+        for (int64_t w = 0; w < g.W; ++w)
+          for (int64_t l = 0; l < L; ++l)
+            d[(g.pw + w) * L + l] = static_cast<T>(sp[w * sw + l]);
+      } else {
+        if (nc < L) std::memset(d + g.pw * L, 0, sizeof(T) * g.W * L);
+        for (int64_t l = 0; l < nc; ++l)  // contiguous rows read along w
+          for (int64_t w = 0; w < g.W; ++w)
+            d[(g.pw + w) * L + l] = static_cast<T>(sp[l * sc + w * sw]);
       }
     }
   });
@@ -124,21 +142,27 @@ void pack_weight(const at::Tensor& wt, const Geo& g, bool flip, T* dst) {
 // The sliding outer product over one kernel row: every input vector is
 // loaded once and meets each (output b, tap jj) pair it belongs to.
 //   forward:     acc[b]  += coef[jj] * x[b + jj]   (coef: JB weights)
-//   weight grad: acc[jj] += coef[b]  * x[b + jj]   (coef: kWB grad vectors)
-template <int JB, bool kWgrad, typename T>
+//   weight grad: acc[jj] += coef[b]  * x[b + jj]   (coef: WB grad vectors)
+// The weight grad slides R x rows (R kernel rows) at once, interleaved:
+// R * JB independent accumulator chains (acc[r * JB + jj]).
+template <int JB, int WB, int R, bool kWgrad, typename T>
 inline void slide(typename Vec<T>::type* acc,
-                  const typename Vec<T>::type* coef, const T* x) {
+                  const typename Vec<T>::type* coef, const T* const* x) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  static_assert(kWgrad || R == 1, "the forward slides one row");
 #pragma GCC unroll 64
-  for (int t = 0; t < kWB + JB - 1; ++t) {
-    const V xv = *reinterpret_cast<const V*>(x + t * L);
+  for (int t = 0; t < WB + JB - 1; ++t) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V xv = *reinterpret_cast<const V*>(x[r] + t * L);
 #pragma GCC unroll 16
-    for (int jj = 0; jj < JB; ++jj) {
-      const int b = t - jj;
-      if (b < 0 || b >= kWB) continue;
-      if constexpr (kWgrad) acc[jj] += coef[b] * xv;
-      else acc[b] += coef[jj] * xv;
+      for (int jj = 0; jj < JB; ++jj) {
+        const int b = t - jj;
+        if (b < 0 || b >= WB) continue;
+        if constexpr (kWgrad) acc[r * JB + jj] += coef[b] * xv;
+        else acc[b] += coef[jj] * xv;
+      }
     }
   }
 }
@@ -146,21 +170,26 @@ inline void slide(typename Vec<T>::type* acc,
 template <typename T, typename Tout>
 inline void store(const typename Vec<T>::type& v, Tout* p, int64_t sc,
                   int64_t nc) {
+  constexpr int64_t L = Vec<T>::L;
   const T* lanes = reinterpret_cast<const T*>(&v);
+  if (sc == 1 && nc == L) {  // channels_last: one vector
+    for (int64_t l = 0; l < L; ++l) p[l] = static_cast<Tout>(lanes[l]);
+    return;
+  }
   for (int64_t l = 0; l < nc; ++l) p[l * sc] = static_cast<Tout>(lanes[l]);
 }
 
-// One output row block: y[n, c-block, h, w0:w0+kWB].
-template <int JB, typename T, typename Tout>
+// One output row block: y[n, c-block, h, w0:w0+WB].
+template <int JB, int WB, typename T, typename Tout>
 void fwd_block(const Geo& g, const T* xp, const T* wp, const T* bias,
                Tout* y, const int64_t* ys, int64_t n, int64_t cb, int64_t h,
                int64_t w0) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
-  V acc[kWB];
+  V acc[WB];
   V b0 = V{} + T(0);
   if (bias != nullptr) b0 = *reinterpret_cast<const V*>(bias + cb * L);
-  for (int b = 0; b < kWB; ++b) acc[b] = b0;
+  for (int b = 0; b < WB; ++b) acc[b] = b0;
   const int64_t i0 = std::max<int64_t>(0, g.ph - h);
   const int64_t i1 = std::min<int64_t>(g.kh, g.H + g.ph - h);
   for (int64_t i = i0; i < i1; ++i) {
@@ -170,63 +199,90 @@ void fwd_block(const Geo& g, const T* xp, const T* wp, const T* bias,
     for (int64_t q = 0; q < g.nch; ++q) {
       V wv[JB];
       for (int jj = 0; jj < JB; ++jj) wv[jj] = wr[q * JB + jj];
-      slide<JB, false, T>(acc, wv, xr + q * JB * L);
+      const T* xq = xr + q * JB * L;
+      slide<JB, WB, 1, false, T>(acc, wv, &xq);
     }
   }
   const int64_t c0 = cb * L, nc = std::min<int64_t>(L, g.C - c0);
   Tout* yp = y + n * ys[0] + c0 * ys[1] + h * ys[2];
-  const int64_t nw = std::min<int64_t>(kWB, g.W - w0);
+  const int64_t nw = std::min<int64_t>(WB, g.W - w0);
   for (int64_t b = 0; b < nw; ++b)
     store<T>(acc[b], yp + (w0 + b) * ys[3], ys[1], nc);
 }
 
-template <int JB, typename T, typename Tout>
+template <int JB, int WB, typename T, typename Tout>
 void fwd_run(const Geo& g, const T* xp, const T* wp, const T* bias,
              at::Tensor& y) {
   Tout* yd = y.data_ptr<Tout>();
   const int64_t ys[4] = {y.stride(0), y.stride(1), y.stride(2), y.stride(3)};
-  const int64_t nwb = g.Wr / kWB;
+  const int64_t nwb = g.Wr / WB;
   at::parallel_for(0, g.N * g.CB * g.H, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t h = t % g.H, cb = (t / g.H) % g.CB, n = t / g.H / g.CB;
       for (int64_t wb = 0; wb < nwb; ++wb)
-        fwd_block<JB, T, Tout>(g, xp, wp, bias, yd, ys, n, cb, h, wb * kWB);
+        fwd_block<JB, WB, T, Tout>(g, xp, wp, bias, yd, ys, n, cb, h,
+                                   wb * WB);
     }
   });
 }
 
-// dw[cb][i][:] for kernel rows i in [i0, i1), summed over n, h, w.
-template <int JB, typename T>
-void wgrad_task(const Geo& g, const T* xp, const T* gp, T* dw, int64_t cb,
-                int64_t i0, int64_t i1) {
+// dw[cb][i..i+R)[q-th chunk] += sum over w of g row (n, h) x shifted x rows.
+// R = 2 kernel rows at once share the grad vectors and give the FMAs twice
+// as many independent accumulator chains.
+template <int JB, int WB, int R, typename T>
+inline void wgrad_rows(const Geo& g, const T* xp, const T* gr, T* dw,
+                       int64_t n, int64_t cb, int64_t h, int64_t i,
+                       int64_t q) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
+  V acc[R * JB];
+  V* out[R];
+  const T* xr[R];
+  for (int r = 0; r < R; ++r) {
+    out[r] = reinterpret_cast<V*>(dw + ((cb * g.kh + i + r) * g.kwp +
+                                        q * JB) * L);
+    xr[r] = xp + g.row(n, cb, h + i + r - g.ph) + q * JB * L;
+    for (int jj = 0; jj < JB; ++jj) acc[r * JB + jj] = out[r][jj];
+  }
+  for (int64_t w0 = 0; w0 < g.Wr; w0 += WB) {
+    V gv[WB];
+    for (int b = 0; b < WB; ++b)
+      gv[b] = *reinterpret_cast<const V*>(gr + (w0 + b) * L);
+    slide<JB, WB, R, true, T>(acc, gv, xr);
+    for (int r = 0; r < R; ++r) xr[r] += WB * L;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int jj = 0; jj < JB; ++jj) out[r][jj] = acc[r * JB + jj];
+}
+
+// dw[cb][i][:] for kernel rows i in [i0, i1), summed over n, h, w. Kernel
+// rows go in blocks of kRowBlock, each sweeping all grad rows h: the x rows
+// it meets (h + block) stay in L1 while h advances.
+template <int JB, int WB, typename T>
+void wgrad_task(const Geo& g, const T* xp, const T* gp, T* dw, int64_t cb,
+                int64_t i0, int64_t i1) {
+  constexpr int L = Vec<T>::L;
+  constexpr bool kPairs = 2 * JB + WB < 32 && kVecBytes == 64;
+  constexpr int64_t kRowBlock = 8;
   for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t ib = i0; ib < i1; ib += kRowBlock)
     for (int64_t h = 0; h < g.H; ++h) {
       // g's column w sits at packed index pw + w (zero beyond W).
       const T* gr = gp + g.row(n, cb, h) + g.pw * L;
-      const int64_t lo = std::max(i0, g.ph - h);
-      const int64_t hi = std::min(i1, g.H + g.ph - h);
-      for (int64_t i = lo; i < hi; ++i) {
-        const T* xr = xp + g.row(n, cb, h + i - g.ph);
-        for (int64_t q = 0; q < g.nch; ++q) {
-          V* out = reinterpret_cast<V*>(dw + ((cb * g.kh + i) * g.kwp +
-                                              q * JB) * L);
-          V acc[JB];
-          for (int jj = 0; jj < JB; ++jj) acc[jj] = out[jj];
-          for (int64_t w0 = 0; w0 < g.Wr; w0 += kWB) {
-            V gv[kWB];
-            for (int b = 0; b < kWB; ++b)
-              gv[b] = *reinterpret_cast<const V*>(gr + (w0 + b) * L);
-            slide<JB, true, T>(acc, gv, xr + (w0 + q * JB) * L);
-          }
-          for (int jj = 0; jj < JB; ++jj) out[jj] = acc[jj];
-        }
+      const int64_t lo = std::max(ib, g.ph - h);
+      const int64_t hi = std::min({i1, ib + kRowBlock, g.H + g.ph - h});
+      for (int64_t q = 0; q < g.nch; ++q) {
+        int64_t i = lo;
+        if constexpr (kPairs)
+          for (; i + 1 < hi; i += 2)
+            wgrad_rows<JB, WB, 2, T>(g, xp, gr, dw, n, cb, h, i, q);
+        for (; i < hi; ++i)
+          wgrad_rows<JB, WB, 1, T>(g, xp, gr, dw, n, cb, h, i, q);
       }
     }
 }
 
-template <int JB, typename T>
+template <int JB, int WB, typename T>
 void wgrad_run(const Geo& g, const T* xp, const T* gp, T* dw) {
   // Split kernel rows too when there are few channel blocks per thread.
   const int64_t want = 4 * at::get_num_threads();
@@ -236,27 +292,36 @@ void wgrad_run(const Geo& g, const T* xp, const T* gp, T* dw) {
   at::parallel_for(0, g.CB * groups, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t cb = t / groups, i0 = (t % groups) * per;
-      wgrad_task<JB, T>(g, xp, gp, dw, cb, i0, std::min(g.kh, i0 + per));
+      wgrad_task<JB, WB, T>(g, xp, gp, dw, cb, i0,
+                            std::min(g.kh, i0 + per));
     }
   });
 }
 
-// Calls fn.template operator()<JB>() with JB = g.JB as a constant.
+// Calls fn.template operator()<JB, WB>() with g's JB and WB as constants.
 template <typename F>
-void with_jb(int64_t jb, F&& fn) {
-  switch (jb) {
-#define MMSLAK_JB(k) \
-  case k:            \
-    fn.template operator()<k>(); \
+void with_blocks(const Geo& g, F&& fn) {
+  const int64_t key = g.JB * 100 + g.WB;
+  switch (key) {
+#define MMSLAK_CASE(jb, wb)            \
+  case jb * 100 + wb:                  \
+    fn.template operator()<jb, wb>();  \
     return;
+#define MMSLAK_JB(jb) MMSLAK_CASE(jb, kWB)
+#define MMSLAK_SHORT(jb) MMSLAK_CASE(jb, 12) MMSLAK_CASE(jb, 14)
     MMSLAK_JB(1) MMSLAK_JB(2) MMSLAK_JB(3) MMSLAK_JB(4) MMSLAK_JB(5)
 #if defined(__AVX512F__)
     MMSLAK_JB(6) MMSLAK_JB(7) MMSLAK_JB(8) MMSLAK_JB(9) MMSLAK_JB(10)
     MMSLAK_JB(11) MMSLAK_JB(12) MMSLAK_JB(13)
+    MMSLAK_SHORT(1) MMSLAK_SHORT(2) MMSLAK_SHORT(3) MMSLAK_SHORT(4)
+    MMSLAK_SHORT(5) MMSLAK_SHORT(6) MMSLAK_SHORT(7)
 #endif
+#undef MMSLAK_SHORT
 #undef MMSLAK_JB
+#undef MMSLAK_CASE
   }
-  TORCH_CHECK(false, "mmslak dwconv: no kernel for ", jb, " taps per chunk");
+  TORCH_CHECK(false, "mmslak dwconv: no kernel for ", g.JB, " taps x ", g.WB,
+              " outputs");
 }
 
 template <typename Tin, typename T>
@@ -277,8 +342,8 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w,
       bp.get()[c] = static_cast<T>(bs[c * bias->stride(0)]);
     bptr = bp.get();
   }
-  with_jb(g.JB, [&]<int JB>() {
-    fwd_run<JB, T, Tin>(g, xp.get(), wp.get(), bptr, y);
+  with_blocks(g, [&]<int JB, int WB>() {
+    fwd_run<JB, WB, T, Tin>(g, xp.get(), wp.get(), bptr, y);
   });
 }
 
@@ -291,8 +356,8 @@ void wgrad_impl(const at::Tensor& grad, const at::Tensor& x, at::Tensor& dw) {
   pack_map<Tin, T>(x, g, xp.get());
   pack_map<Tin, T>(grad, g, gp.get());
   std::memset(acc.get(), 0, sizeof(T) * g.CB * g.kh * g.kwp * g.L);
-  with_jb(g.JB, [&]<int JB>() {
-    wgrad_run<JB, T>(g, xp.get(), gp.get(), acc.get());
+  with_blocks(g, [&]<int JB, int WB>() {
+    wgrad_run<JB, WB, T>(g, xp.get(), gp.get(), acc.get());
   });
   // acc[cb][i][j][l] -> dw (C, 1, kh, kw), in dw's dtype (fp32 or fp64).
   auto* out = dw.data_ptr<T>();
@@ -322,6 +387,9 @@ void forward(const at::Tensor& x, const at::Tensor& w,
   TORCH_CHECK(y.sizes() == x.sizes() && y.scalar_type() == x.scalar_type(),
               "mmslak dwconv_cpu: output must match x");
   if (x.numel() == 0) return;
+  if (w.size(3) > w.size(2))  // a wide kernel runs as a tall one, see top
+    return forward(x.transpose(2, 3), w.transpose(2, 3), bias,
+                   y.transpose(2, 3), flip);
   switch (x.scalar_type()) {
     case at::kFloat: return forward_impl<float, float>(x, w, bias, y, flip);
     case at::kDouble:
@@ -359,6 +427,9 @@ void weight_grad(const at::Tensor& grad, const at::Tensor& x, at::Tensor dw) {
         }
     return;
   }
+  if (dw.size(3) > dw.size(2))  // a wide kernel runs as a tall one, see top
+    return weight_grad(grad.transpose(2, 3), x.transpose(2, 3),
+                       dw.transpose(2, 3));
   switch (x.scalar_type()) {
     case at::kFloat: return wgrad_impl<float, float>(grad, x, dw);
     case at::kDouble: return wgrad_impl<double, double>(grad, x, dw);

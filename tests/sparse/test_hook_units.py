@@ -1,6 +1,7 @@
 """SparseTrainingHook's methods driven directly on a tiny model with a fake
 runner (fast enough for mutation testing). Every expected value comes from
 a hand formula (the paper's / the reference's), never from mmslak.sparse."""
+import itertools
 import math
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ SHAPES = OrderedDict([('conv1.weight', (8, 3, 3, 3)),
                       ('conv2.weight', (16, 8, 1, 1)),
                       ('fc.weight', (4, 16))])
 SCOPE_NUMEL = 216 + 392 + 128 + 64  # 800
+_RUNS = itertools.count()
 
 
 class TinyNet(nn.Module):
@@ -63,7 +65,7 @@ def make_runner(model=None, accumulation=1, max_iters=20, seed=0, it=0):
         train_dataloader=SimpleNamespace(batch_size=4),
         auto_scale_lr=None,
         hooks=[],
-        message_hub=MessageHub.get_instance(f'hook_units_{id(model)}'))
+        message_hub=MessageHub.get_instance(f'hook_units_{next(_RUNS)}'))
 
 
 def make_hook(**kw):

@@ -75,8 +75,10 @@ def test_k_range_and_empty_and_full_selections(select):
     device (checked on the meta device), dtype long / bool."""
     values = torch.tensor([3., 1., 2.])
     if select == 'topk':
+
         def pick(v, k):
             return topk_indices(v, k)
+
         assert topk_indices(values, 0).tolist() == []
         assert topk_indices(values, 0).dtype == torch.long
         assert topk_indices(values, 3).tolist() == [0, 1, 2]
@@ -85,8 +87,10 @@ def test_k_range_and_empty_and_full_selections(select):
             assert out.device == META and out.shape == (k, )
             assert out.dtype == torch.long
     else:
+
         def pick(v, k):
             return smallest_k_mask(v, k)
+
         grid = torch.empty(2, 3, device=META)
         for k in (0, 6):
             out = smallest_k_mask(grid, k)
@@ -97,9 +101,9 @@ def test_k_range_and_empty_and_full_selections(select):
     for k in (-1, 4):
         with pytest.raises(ValueError, match=f'k={k} is out of range for 3'):
             pick(values, k)
-    assert sorted(torch.as_tensor(pick(values, 1)).nonzero().flatten()
-                  .tolist() if select == 'mask' else pick(values, 1)
-                  .tolist()) == [1]
+    assert sorted(
+        torch.as_tensor(pick(values, 1)).nonzero().flatten().tolist(
+        ) if select == 'mask' else pick(values, 1).tolist()) == [1]
 
 
 def test_topk_ties_go_to_the_lower_index_and_smallest_by_default():
@@ -112,15 +116,12 @@ def test_topk_ties_go_to_the_lower_index_and_smallest_by_default():
 def test_smallest_k_mask_ties_and_unselectable_entries():
     values = torch.tensor([2., 1., 1., 1., 0.])
     # threshold 1, ties at 1, 2, 3: one too many, the highest index goes
-    assert smallest_k_mask(values, 3).tolist() == [
-        False, True, True, False, True
-    ]
-    assert smallest_k_mask(torch.tensor([1., 0., 1.]), 2).tolist() == [
-        True, True, False
-    ]
-    assert smallest_k_mask(values, 2).tolist() == [
-        False, True, False, False, True
-    ]
+    assert smallest_k_mask(values,
+                           3).tolist() == [False, True, True, False, True]
+    assert smallest_k_mask(torch.tensor([1., 0., 1.]),
+                           2).tolist() == [True, True, False]
+    assert smallest_k_mask(values,
+                           2).tolist() == [False, True, False, False, True]
     with pytest.raises(ValueError, match='asked for 2 entries but fewer'):
         smallest_k_mask(torch.tensor([1., math.inf, math.inf]), 2)
 
@@ -129,8 +130,8 @@ def test_random_mask_uses_the_given_generator_and_device():
     torch.manual_seed(0)
     mask = random_mask((10, 10), 30, torch.Generator().manual_seed(3))
     want = torch.zeros(100, dtype=torch.bool)
-    want[torch.randperm(100, generator=torch.Generator().manual_seed(3))
-         [:30]] = True
+    want[torch.randperm(
+        100, generator=torch.Generator().manual_seed(3))[:30]] = True
     assert torch.equal(mask.flatten(), want)
     assert random_mask((4, ), 2, torch.Generator(), META).device == META
 
@@ -148,7 +149,7 @@ class _Net(nn.Module):
 
 def _loss(net, batch):
     net.modes.append(net.body.training)
-    return (net.body(batch) ** 2).sum()
+    return (net.body(batch)**2).sum()
 
 
 def test_snip_scores_on_a_train_mode_copy_float32_and_unused_weights():
@@ -163,8 +164,8 @@ def test_snip_scores_on_a_train_mode_copy_float32_and_unused_weights():
     # |w * dL/dw| by hand: L = sum((x W^T + b)^2), dL/dW = 2 (xW^T+b)^T x
     w, b = model.body.weight.detach(), model.body.bias.detach()
     grad = 2 * (batch @ w.T + b).T @ batch
-    assert torch.allclose(scores['body.weight'].double(), (w * grad).abs(),
-                          rtol=1e-6)
+    assert torch.allclose(
+        scores['body.weight'].double(), (w * grad).abs(), rtol=1e-6)
 
 
 def test_snip_scores_errors_name_the_problem():
@@ -175,7 +176,8 @@ def test_snip_scores_errors_name_the_problem():
     message = str(info.value)
     assert 'parameters not in the model' in message
     assert all(n in message for n in names[:5]) and 'missing5' not in message
-    with pytest.raises(ValueError, match='^SNIP needs at least one data batch'):
+    with pytest.raises(
+            ValueError, match='^SNIP needs at least one data batch'):
         snip_scores(model, ['body.weight'], [], _loss)
 
 

@@ -110,23 +110,21 @@ def test_snip_batches_from_a_plain_loader():
     data = DataLoader(list(range(10)), batch_size=3)
     hook = make_hook(init='snip', snip_batches=2)
     assert [b.tolist() for b in hook._snip_batches(data)] == [[0, 1, 2],
-                                                             [3, 4, 5]]
+                                                              [3, 4, 5]]
     inf = loader()
     shared = inf.sampler.indices
     hook._snip_batches(inf)
     assert inf.sampler.indices is shared  # put back
 
 
-@pytest.mark.parametrize(
-    'kwargs',
-    [
-        dict(density=1.0, prune_rate=1.0, final_prune_rate=1.0),
-        dict(prune_rate=0.3, final_prune_rate=0.),
-        dict(dynamic=False, update_interval=0),
-        dict(update_interval=1, snip_batches=1),
-        dict(dense_threshold=1.0),
-        dict(dense_threshold=None),
-    ])
+@pytest.mark.parametrize('kwargs', [
+    dict(density=1.0, prune_rate=1.0, final_prune_rate=1.0),
+    dict(prune_rate=0.3, final_prune_rate=0.),
+    dict(dynamic=False, update_interval=0),
+    dict(update_interval=1, snip_batches=1),
+    dict(dense_threshold=1.0),
+    dict(dense_threshold=None),
+])
 def test_arguments_at_their_limits_are_accepted(kwargs):
     hook = SparseTrainingHook(**kwargs)
     for key, value in kwargs.items():
@@ -173,8 +171,8 @@ def test_stored_arguments():
     assert (default.density, default.init, default.update_interval,
             default.prune_rate, default.final_prune_rate, default.growth,
             default.snip_batches, default.dense_threshold,
-            default.snip_random) == (0.6, 'snip', 2000, 0.5, 0.005,
-                                     'random', 1, 0.99, True)
+            default.snip_random) == (0.6, 'snip', 2000, 0.5, 0.005, 'random',
+                                     1, 0.99, True)
     assert default.masks is None and default.num_updates == 0
     assert default.current_prune_rate == 0.5 and not default._capture
     assert default._accumulation == 1 and default._steps_per_update == 2000
@@ -230,9 +228,10 @@ def test_a_version_1_state_resumes_with_defaults():
             'dw.weight': half
         },
         explored={
-            'conv1.weight': torch.ones(8, 3, 3, 3, dtype=torch.uint8),
-            'dw.weight': (torch.arange(392).view(8, 1, 7, 7) % 4 != 3).to(
-                torch.uint8)
+            'conv1.weight':
+            torch.ones(8, 3, 3, 3, dtype=torch.uint8),
+            'dw.weight': (torch.arange(392).view(8, 1, 7, 7) % 4
+                          != 3).to(torch.uint8)
         })
     runner = make_runner(model, it=10)
     hook = make_hook(prune_rate=0.4, seed=8)
@@ -251,11 +250,13 @@ def test_iteration_after_zero_without_state_draws_new_masks():
     runner = make_runner(it=5)
     hook = make_hook()
     hook.before_train(runner)
-    assert {n: int(hook.masks.mask(n).sum())
-            for n in hook.masks.names()} == {
-                n: math.prod(s) // 2
-                for n, s in SHAPES.items()
-            }
+    assert {
+        n: int(hook.masks.mask(n).sum())
+        for n in hook.masks.names()
+    } == {
+        n: math.prod(s) // 2
+        for n, s in SHAPES.items()
+    }
     assert runner.logger.warnings == []
 
 

@@ -18,8 +18,7 @@ from mmslak.engine.hooks.sparse_training_hook import format_layer_table
 
 SHAPES = OrderedDict([('conv1.weight', (8, 3, 3, 3)),
                       ('dw.weight', (8, 1, 7, 7)),
-                      ('conv2.weight', (16, 8, 1, 1)),
-                      ('fc.weight', (4, 16))])
+                      ('conv2.weight', (16, 8, 1, 1)), ('fc.weight', (4, 16))])
 SCOPE_NUMEL = 216 + 392 + 128 + 64  # 800
 _RUNS = itertools.count()
 
@@ -90,8 +89,10 @@ def test_uniform_init_counts_zeros_and_step_hook():
     hook = make_hook()
     hook.before_train(runner)
     # every layer at density 0.5 exactly (all numels are even)
-    assert hand_counts(hook) == {n: math.prod(s) // 2
-                                 for n, s in SHAPES.items()}
+    assert hand_counts(hook) == {
+        n: math.prod(s) // 2
+        for n, s in SHAPES.items()
+    }
     assert hook.masks.names() == list(SHAPES)
     for n, p in runner.model.named_parameters():
         if n in SHAPES:
@@ -299,9 +300,8 @@ def test_update_prunes_the_scheduled_smallest_and_regrows_as_many():
         num = math.ceil(rate * active)  # the reference's count
         new = hook.masks.mask(n)
         w = weights[n].double().flatten()
-        order = sorted(
-            (i for i in range(w.numel()) if old[n].flatten()[i]),
-            key=lambda i: abs(float(w[i])))
+        order = sorted((i for i in range(w.numel()) if old[n].flatten()[i]),
+                       key=lambda i: abs(float(w[i])))
         pruned = set(order[:num])
         kept = set(order[num:])
         newf = new.flatten()
@@ -520,8 +520,11 @@ def test_ema_weights_are_masked_before_validation_and_saving():
         for p in ema.module.parameters():
             p.fill_(2.)
         ema.module.fc.weight = nn.Parameter(torch.full((4, 4), 2.))
-    runner.hooks = [object(), SimpleNamespace(ema_model=nn.Module()),
-                    SimpleNamespace(ema_model=ema.module)]
+    runner.hooks = [
+        object(),
+        SimpleNamespace(ema_model=nn.Module()),
+        SimpleNamespace(ema_model=ema.module)
+    ]
     hook.before_val_epoch(runner)
     for n in ('conv1.weight', 'dw.weight', 'conv2.weight'):
         p = ema.module.get_parameter(n)
@@ -607,5 +610,6 @@ def test_layer_table_lines():
         'a.weight' + ' ' * 11 + '3' + ' ' * 11 + '4  0.7500',
         'b' + ' ' * 18 + '1' + ' ' * 10 + '10  0.1000',
     ]
-    assert format_layer_table({'ab': (1, 2, 0.5)}).split('\n')[0] == (
-        'layer  ' + '    active       numel  density')
+    assert format_layer_table({
+        'ab': (1, 2, 0.5)
+    }).split('\n')[0] == ('layer  ' + '    active       numel  density')

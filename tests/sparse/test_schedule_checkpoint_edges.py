@@ -44,14 +44,14 @@ def test_pack_is_most_significant_bit_first_and_padded():
     mask = torch.tensor([1, 0, 0, 0, 0, 0, 0, 1, 1, 1], dtype=torch.bool)
     assert pack_mask(mask).tolist() == [0b10000001, 0b11000000]
     assert pack_mask(torch.ones(2, 4, dtype=torch.bool)).tolist() == [255]
-    back = unpack_mask(torch.tensor([0b10000001, 0b11000000],
-                                    dtype=torch.uint8), (2, 5))
+    back = unpack_mask(
+        torch.tensor([0b10000001, 0b11000000], dtype=torch.uint8), (2, 5))
     assert back.flatten().tolist() == mask.tolist()
 
 
 def test_unpack_refuses_other_dtypes_and_sizes():
-    for bits, shape in ((torch.zeros(2, dtype=torch.int8), (2, 5)),
-                        (torch.zeros(3, dtype=torch.uint8), (2, 5)),
+    for bits, shape in ((torch.zeros(2, dtype=torch.int8),
+                         (2, 5)), (torch.zeros(3, dtype=torch.uint8), (2, 5)),
                         (torch.zeros(1, dtype=torch.uint8), (3, 3))):
         with pytest.raises(ValueError) as info:
             unpack_mask(bits, shape)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
 from mmslak.sparse.density import (densities_to_counts, erk_densities,
@@ -227,3 +227,74 @@ def test_model_loss_of_a_tuple_batch():
     batch = (torch.tensor([1., 2.]), torch.tensor([1., 1.]))
     assert float(model_loss(model, batch)) == 7.  # 3 + 6 - 2
     assert float(snip_loss(model, batch)) == 7.
+
+
+class _Augmenting(BaseDataPreprocessor):
+    """Batch augments (as Mixup / CutMix) only when ``training``."""
+
+    def forward(self, data, training=False):
+        data = super().forward(data, training)
+        if training:
+            data = dict(data, inputs=data['inputs'] + 100.)
+        return data
+
+
+class _Classifier(BaseModel):
+    """Samples with ``gt_label``: the logits of ``mode='tensor'``; its
+    training loss (``mode='loss'``) is another value (doubled)."""
+
+    def __init__(self):
+        super().__init__(data_preprocessor=_Augmenting())
+        self.w = nn.Parameter(torch.tensor([[1., -1.], [0.5, 2.]]))
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        assert data_samples is not None
+        logits = inputs @ self.w
+        if mode == 'tensor':
+            return logits
+        labels = torch.cat([s.gt_label for s in data_samples])
+        return dict(loss=2 * nn.functional.cross_entropy(logits, labels))
+
+
+def _hand_cross_entropy(z, labels):
+    z = z.double()
+    return float((torch.logsumexp(z, 1) - z[range(len(labels)), labels]).mean())
+
+
+def test_snip_loss_is_cross_entropy_of_the_unaugmented_logits():
+    model = _Classifier()
+    x = torch.tensor([[1., 2.], [3., -1.]])
+    samples = [BaseDataElement(gt_label=torch.tensor([i])) for i in (1, 0)]
+    batch = dict(inputs=x, data_samples=samples)
+    want = _hand_cross_entropy(x @ model.w.detach(), [1, 0])
+    assert float(snip_loss(model, batch)) == pytest.approx(want, rel=1e-6)
+    # the training loss sees the augmented batch and doubles
+    augmented = _hand_cross_entropy((x + 100.) @ model.w.detach(), [1, 0])
+    assert float(model_loss(model, batch)) == pytest.approx(
+        2 * augmented, rel=1e-6)
+    # on the meta device the labels follow the logits there
+    meta = _Classifier().to('meta')
+    assert snip_loss(meta, batch).device == META
+
+
+class _AugmentedDetector(_Detector):
+
+    def __init__(self):
+        super().__init__()
+        self.data_preprocessor = _Augmenting()
+
+
+def test_snip_loss_without_labels_skips_the_batch_augments():
+    model = _AugmentedDetector()
+    batch = dict(inputs=torch.tensor([1., 3.]), data_samples=[
+        BaseDataElement(boxes=torch.zeros(1, 4))])
+    assert float(snip_loss(model, batch)) == 8.  # 2 * (1 + 3)
+    assert float(model_loss(model, batch)) == 408.  # 2 * (101 + 103)
+
+
+def test_erk_density_one_when_rounding_pushes_a_layer_over_one():
+    # (2, 9): eps * raw = 1.0000000000000002 at density 1, so the layer is
+    # made dense and no layer is left to share the budget
+    raw = 11 / 18
+    assert 18 / (raw * 18) * raw > 1
+    assert erk_densities({'w': (2, 9)}, 1.0) == {'w': 1.0}

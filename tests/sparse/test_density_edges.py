@@ -258,7 +258,8 @@ class _Classifier(BaseModel):
 
 def _hand_cross_entropy(z, labels):
     z = z.double()
-    return float((torch.logsumexp(z, 1) - z[range(len(labels)), labels]).mean())
+    return float(
+        (torch.logsumexp(z, 1) - z[range(len(labels)), labels]).mean())
 
 
 def test_snip_loss_is_cross_entropy_of_the_unaugmented_logits():
@@ -286,8 +287,9 @@ class _AugmentedDetector(_Detector):
 
 def test_snip_loss_without_labels_skips_the_batch_augments():
     model = _AugmentedDetector()
-    batch = dict(inputs=torch.tensor([1., 3.]), data_samples=[
-        BaseDataElement(boxes=torch.zeros(1, 4))])
+    batch = dict(
+        inputs=torch.tensor([1., 3.]),
+        data_samples=[BaseDataElement(boxes=torch.zeros(1, 4))])
     assert float(snip_loss(model, batch)) == 8.  # 2 * (1 + 3)
     assert float(model_loss(model, batch)) == 408.  # 2 * (101 + 103)
 

@@ -233,7 +233,7 @@ def test_a_version_1_state_resumes_with_defaults():
             'dw.weight': (torch.arange(392).view(8, 1, 7, 7) % 4
                           != 3).to(torch.uint8)
         })
-    runner = make_runner(model, it=10)
+    runner = make_runner(model, it=1)  # saved after one iteration
     hook = make_hook(prune_rate=0.4, seed=8)
     hook.after_load_checkpoint(runner, {'sparsity': state})
     hook.before_train(runner)
@@ -293,3 +293,60 @@ def test_the_log_counts_every_parameter():
         'conv1.weight          88         216  0.4074',
         'dw.weight            120         392  0.3061',
     ]
+
+
+def test_resume_names_at_most_five_unknown_masks():
+    ghosts = {
+        f'ghost{i}.weight': torch.ones(2, dtype=torch.bool)
+        for i in range(7)
+    }
+    runner = make_runner(it=3)
+    hook = make_hook()
+    hook.after_load_checkpoint(runner, {'sparsity': {'masks': ghosts}})
+    with pytest.raises(KeyError) as info:
+        hook.before_train(runner)
+    assert info.value.args[0] == (
+        'the resumed checkpoint has masks for weights outside '
+        f"scope='all': {sorted(ghosts)[:5]}")
+
+
+def test_snip_may_empty_a_layer_uniform_may_not():
+    model = TinyClassifier()
+    with torch.no_grad():
+        model.net.conv2.weight.mul_(1e-9)  # most SNIP scores ~0
+    runner = make_runner(model)
+    runner.train_dataloader = loader()
+    hook = make_hook(init='snip', density=0.1, dense_threshold=None)
+    hook.before_train(runner)  # a warning, no error
+    empty = [n for n in hook.masks.names() if not hook.masks.mask(n).any()]
+    assert empty  # kept (SNIP's choice), not refused
+    assert hook.masks.stats()['active'] == 80  # dense layers included
+    with pytest.raises(ValueError) as info:
+        make_hook(density=0.001).before_train(make_runner())
+    assert str(info.value).startswith(
+        'SparseTrainingHook: density=0.001 leaves 3 of 4 layers with no '
+        'active weight')
+
+
+def test_broadcast_buffers_live_on_the_weights_device(monkeypatch):
+    from mmslak.engine.hooks import sparse_training_hook as module
+    seen = []
+    monkeypatch.setattr(module, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(module, 'broadcast', lambda t, src: seen.append(
+        (t.device, t.dtype)))
+    params = {
+        'a': torch.empty(2, 3, device='meta'),
+        'b': torch.empty(4, device='meta')
+    }
+    codes = [
+        torch.ones(2, 3, dtype=torch.uint8),
+        torch.zeros(4, dtype=torch.uint8)
+    ]
+    hook = make_hook()
+    out = hook._broadcast_codes(codes, params)
+    assert [c.shape for c in out] == [(2, 3), (4, )]
+    assert all(c.device.type == 'meta' for c in out)
+    monkeypatch.setattr(module, 'get_rank', lambda: 1)
+    out = hook._broadcast_codes(None, params)
+    assert all(c.device.type == 'meta' for c in out)
+    assert seen == [(torch.device('meta'), torch.uint8)] * 2

@@ -538,7 +538,6 @@ class SparseTrainingHook(Hook):
     # checkpoints
     def state_dict(self) -> dict:
         state = dict(
-            version=1,
             masks=self.masks.bool_masks('cpu'),
             explored=OrderedDict(
                 (n, e.cpu()) for n, e in self.masks.explored.items()),
@@ -550,7 +549,8 @@ class SparseTrainingHook(Hook):
             init=self.init,
             scope=self.scope,
             dynamic=self.dynamic)
-        # masks and explored masks bit-packed: 1/16 of the fp32 weights
+        # masks and explored masks bit-packed: 1/16 of the fp32 weights;
+        # encode_sparsity_state sets the version (2)
         return encode_sparsity_state(state)
 
     def _load_schedule_state(self, state: dict) -> None:

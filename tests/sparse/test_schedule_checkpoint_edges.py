@@ -104,3 +104,15 @@ def test_which_checkpoint_entries_are_masks():
     with pytest.raises(TypeError) as info:
         masks_from_checkpoint([1, 2])
     assert str(info.value) == "expected a checkpoint dict, got <class 'list'>"
+
+
+@pytest.mark.cuda
+def test_pack_and_unpack_on_cuda():
+    """Packing moves a CUDA mask to the CPU; unpacking keeps the bytes'
+    device."""
+    mask = torch.rand(3, 7, generator=torch.Generator().manual_seed(0)) > .5
+    bits = pack_mask(mask.cuda())
+    assert bits.device.type == 'cpu'
+    assert torch.equal(bits, pack_mask(mask))
+    back = unpack_mask(bits.cuda(), (3, 7))
+    assert back.device.type == 'cuda' and torch.equal(back.cpu(), mask)

@@ -350,3 +350,141 @@ def test_broadcast_buffers_live_on_the_weights_device(monkeypatch):
     out = hook._broadcast_codes(None, params)
     assert all(c.device.type == 'meta' for c in out)
     assert seen == [(torch.device('meta'), torch.uint8)] * 2
+
+
+def test_fresh_hook_bookkeeping_is_empty():
+    hook = make_hook()
+    assert hook.last_update == {} and hook._optimizer_of == {}
+    assert hook._grads == {} and hook._handles == []
+
+
+def test_a_wrapped_model_is_unwrapped(monkeypatch):
+    from mmslak.engine.hooks import sparse_training_hook as module
+
+    class Wrapper(torch.nn.Module):
+
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    monkeypatch.setattr(module, 'is_model_wrapper',
+                        lambda m: isinstance(m, Wrapper))
+    runner = make_runner()
+    runner.model = Wrapper(runner.model)
+    hook = make_hook()
+    hook.before_train(runner)
+    assert hook.masks.names() == list(SHAPES)  # the inner model's names
+
+
+def test_a_layer_exactly_at_the_threshold_is_made_dense():
+    masks = dict(a=torch.arange(100) < 50, b=torch.arange(100) < 49)
+    kept = make_hook(
+        dense_threshold=0.5)._drop_near_dense(make_runner(), masks)
+    assert list(kept) == ['b']
+
+
+def test_batch_size_from_the_batch_sampler_or_a_clear_error():
+    runner = make_runner(accumulation=2)
+    runner.train_dataloader = SimpleNamespace(
+        batch_size=None, batch_sampler=SimpleNamespace(batch_size=2))
+    runner.auto_scale_lr = dict(base_batch_size=16)
+    hook = make_hook(update_interval=3)
+    hook._set_schedule(runner)
+    assert hook._steps_per_update == 12  # round(3 * 16 / (1 * 2 * 2))
+    runner.train_dataloader = SimpleNamespace(
+        batch_size=None, batch_sampler=None)
+    with pytest.raises(ValueError) as info:
+        hook._set_schedule(runner)
+    assert str(info.value) == ('SparseTrainingHook cannot tell the batch '
+                               'size per GPU of the training dataloader')
+
+
+@pytest.mark.parametrize('form', ['batch_sampler', 'no_batching'])
+def test_snip_keeps_the_stream_of_an_infinite_sampler_in_any_loader(form):
+    from torch.utils.data import BatchSampler
+    data = [torch.full((1, ), float(i)) for i in range(8)]
+
+    def make():
+        sampler = InfiniteSampler(data, shuffle=True, seed=2)
+        if form == 'batch_sampler':  # loader.sampler is then sequential
+            return DataLoader(
+                data, batch_sampler=BatchSampler(sampler, 2, False))
+        return DataLoader(data, batch_size=None, sampler=sampler)
+
+    loader_ = make()
+    hook = make_hook(init='snip', snip_batches=2)
+    drawn = hook._snip_batches(loader_)
+    it, fresh = iter(loader_), iter(make())
+    for batch in drawn:
+        want = next(fresh)
+        assert torch.equal(batch, want) and torch.equal(next(it), want)
+
+
+def test_checkpoint_init_messages(tmp_path):
+    runner = make_runner()
+    hook = make_hook()
+    hook.before_train(runner)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    kept_runner = make_runner()
+    kept = make_hook(init='checkpoint', dynamic=False)
+    kept.after_load_checkpoint(kept_runner, ckpt)
+    kept.before_train(kept_runner)
+    assert kept_runner.logger.infos[0] == (
+        'SparseTrainingHook: masks from the loaded checkpoint: 4 used, 0 not '
+        'in the model/scope, 0 sparse-scope weights without a mask stay '
+        'dense')
+    model = TinyNet()
+    with torch.no_grad():
+        model.dw.weight[:2] = 0
+    zeros_runner = make_runner(model)
+    make_hook(init='checkpoint', dynamic=False).before_train(zeros_runner)
+    assert zeros_runner.logger.infos[0] == (
+        'SparseTrainingHook: masks from the zeros of the current weights: 4 '
+        'used, 0 not in the model/scope, 0 sparse-scope weights without a '
+        'mask stay dense')
+    dense_runner = make_runner()
+    make_hook(init='checkpoint').before_train(dense_runner)
+    assert dense_runner.logger.warnings == [
+        'SparseTrainingHook: init="checkpoint" found no zero weight; '
+        'training dense'
+    ]
+    path = str(tmp_path / 'other.pth')
+    torch.save(dict(state_dict={'other.weight': torch.ones(2, 2)}), path)
+    with pytest.raises(ValueError) as info:
+        make_hook(
+            init='checkpoint',
+            mask_checkpoint=path).before_train(make_runner())
+    assert (f"none of the 1 masks from {path} matches a weight of the model "
+            "in the sparse scope (checkpoint: ['other.weight'], model: "
+            "['conv1.weight', 'dw.weight', 'conv2.weight'])") in str(
+                info.value)
+
+
+def test_erk_power_scale_reaches_the_densities():
+    runner = make_runner()
+    hook = make_hook(init='erk', erk_power_scale=0.5, dense_threshold=None)
+    hook.before_train(runner)
+    # by hand, (sum / prod) ** 0.5: conv1 0.2806, dw 0.2422, conv2 0.4507,
+    # fc 0.5590; eps = 400 / sum(raw * numel) = 400 / 250.27 (none over 1)
+    numel = {n: math.prod(s) for n, s in SHAPES.items()}
+    raw = {n: (sum(s) / numel[n])**0.5 for n, s in SHAPES.items()}
+    eps = 400 / sum(raw[n] * numel[n] for n in SHAPES)
+    counts = {n: int(hook.masks.mask(n).sum()) for n in hook.masks.names()}
+    assert sum(counts.values()) == 400
+    for n in SHAPES:
+        assert abs(counts[n] - eps * raw[n] * numel[n]) < 1, n
+
+
+def test_orphan_warning_names_at_most_five():
+    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(7)])
+    runner = make_runner()
+    runner.model = model
+    runner.optim_wrapper = SimpleNamespace(
+        optimizer=torch.optim.SGD([m.bias for m in model], lr=0.1))
+    make_hook().before_train(runner)
+    names = sorted(f'{i}.weight' for i in range(7))
+    assert runner.logger.warnings == [
+        'SparseTrainingHook: masked weights not in any optimizer (kept '
+        f'masked, never updated): {names[:5]}'
+    ]

@@ -255,7 +255,10 @@ def test_one_accumulation_count_for_all_optimizers():
     assert hook._optimizer_of['dw.weight'] is runner.optim_wrapper[
         'a'].optimizer
     runner.optim_wrapper['b']._accumulative_counts = 1
-    with pytest.raises(ValueError, match=r'one accumulative_counts.*\[1, 2\]'):
+    with pytest.raises(
+            ValueError,
+            match=r'^SparseTrainingHook needs one accumulative_counts for '
+            r'all optimizers, got \[1, 2\]$'):
         make_hook().before_train(runner)
 
 

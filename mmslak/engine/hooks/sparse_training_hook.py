@@ -122,15 +122,14 @@ class SparseTrainingHook(Hook):
                  mask_prefix_map: Optional[Dict[str, str]] = None,
                  seed: Optional[int] = None,
                  log_per_layer: bool = True) -> None:
-        density = check_density(density)
-        exclude = check_exclude(exclude)
-        self._check_args(density, init, growth, dynamic, update_interval,
-                         prune_rate, final_prune_rate, snip_batches,
-                         dense_threshold)
-        self.density = float(density)
+        density = check_density(density)  # a float in (0, 1]
+        exclude = check_exclude(exclude)  # a list of patterns
+        self._check_args(init, growth, dynamic, update_interval, prune_rate,
+                         final_prune_rate, snip_batches, dense_threshold)
+        self.density = density
         self.init = init
         self.scope = scope
-        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+        self.exclude = exclude
         self.dynamic = dynamic
         self.update_interval = update_interval
         self.prune_rate = prune_rate
@@ -159,11 +158,8 @@ class SparseTrainingHook(Hook):
         self._accumulation = 1
 
     @staticmethod
-    def _check_args(density, init, growth, dynamic, update_interval,
-                    prune_rate, final_prune_rate, snip_batches,
-                    dense_threshold) -> None:
-        if not 0. < density <= 1.:
-            raise ValueError(f'density must be in (0, 1], got {density}')
+    def _check_args(init, growth, dynamic, update_interval, prune_rate,
+                    final_prune_rate, snip_batches, dense_threshold) -> None:
         if init not in INITS:
             raise ValueError(f'init must be one of {INITS}, got {init!r}')
         if growth not in GROWTHS:
@@ -542,7 +538,6 @@ class SparseTrainingHook(Hook):
     # checkpoints
     def state_dict(self) -> dict:
         state = dict(
-            version=1,
             masks=self.masks.bool_masks('cpu'),
             explored=OrderedDict(
                 (n, e.cpu()) for n, e in self.masks.explored.items()),
@@ -554,7 +549,8 @@ class SparseTrainingHook(Hook):
             init=self.init,
             scope=self.scope,
             dynamic=self.dynamic)
-        # masks and explored masks bit-packed: 1/16 of the fp32 weights
+        # masks and explored masks bit-packed: 1/16 of the fp32 weights;
+        # encode_sparsity_state sets the version (2)
         return encode_sparsity_state(state)
 
     def _load_schedule_state(self, state: dict) -> None:

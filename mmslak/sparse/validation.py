@@ -72,8 +72,13 @@ def check_masks_matched(used: Sequence[str], names: Sequence[str],
                         params: Sequence[str], source: str) -> None:
     """Refuse a mask source none of whose masks names a model weight in
     the sparse scope (it would train dense)."""
-    if used or not names:
+    if used:
         return
+    if not names:
+        raise ValueError(
+            f"SparseTrainingHook (init='checkpoint'): {source} holds no "
+            'mask and no 2-D/4-D weight to take a mask from (it would train '
+            'dense)')
     raise ValueError(
         f"SparseTrainingHook (init='checkpoint'): none of the {len(names)} "
         f'masks from {source} matches a weight of the model in the sparse '

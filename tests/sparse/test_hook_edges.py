@@ -461,6 +461,18 @@ def test_checkpoint_init_messages(tmp_path):
                 info.value)
 
 
+def test_mask_checkpoint_without_any_weight_is_refused(tmp_path):
+    path = str(tmp_path / 'biases.pth')  # only 1-D tensors: nothing to mask
+    torch.save(dict(state_dict={'conv1.bias': torch.ones(2)}), path)
+    with pytest.raises(ValueError) as info:
+        make_hook(
+            init='checkpoint',
+            mask_checkpoint=path).before_train(make_runner())
+    assert str(info.value) == (
+        f"SparseTrainingHook (init='checkpoint'): {path} holds no mask and "
+        'no 2-D/4-D weight to take a mask from (it would train dense)')
+
+
 def test_erk_power_scale_reaches_the_densities():
     runner = make_runner()
     hook = make_hook(init='erk', erk_power_scale=0.5, dense_threshold=None)

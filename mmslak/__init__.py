@@ -14,6 +14,14 @@ from . import models  # noqa: F401,E402  (registers the backbone)
 from . import sparse  # noqa: F401,E402  (masks, prune/grow)
 from .version import __version__
 
-MODULE2PACKAGE.setdefault('mmslak', 'mmslak')
+# mmengine looks a `pkg::` package up in this table (a dict in
+# mmengine.config.utils: only an import can add to it, and `_base_` files are
+# resolved before `custom_imports` run). The value is what mmengine passes to
+# `get_installed_path`: a distribution name makes it trust pkg_resources'
+# location, which for a PEP 660 editable install is site-packages, where no
+# mmslak folder exists; a module name that is not a distribution makes it ask
+# importlib (`find_spec(...).origin`), which finds the mmslak folder that was
+# imported, installed or editable (`.mim` links back to configs/ there).
+MODULE2PACKAGE.setdefault('mmslak', 'mmslak.registry')
 
 __all__ = ['__version__']

@@ -88,3 +88,63 @@ def test_plain_install_serves_configs(repo_root, tmp_path):
     assert got['default'] == 'EncoderDecoder'
     assert 'is not installed' not in out.stdout + out.stderr
     assert 'Failed to search registry' not in out.stdout + out.stderr
+
+
+EDITABLE_CHILD = r'''
+import json
+import mmslak
+import pkg_resources
+from mmengine.config import Config
+from mmengine.config.utils import MODULE2PACKAGE
+report = dict(file=mmslak.__file__,
+              dist=pkg_resources.get_distribution('mmslak').location)
+# the oracle: the distribution name sends mmengine to the dist's location
+MODULE2PACKAGE['mmslak'], ours = 'mmslak', MODULE2PACKAGE['mmslak']
+try:
+    Config.fromfile('default.py')
+except FileNotFoundError as e:
+    report['by_dist_name'] = str(e)
+MODULE2PACKAGE['mmslak'] = ours
+report['default'] = Config.fromfile('default.py').model.type
+report['seg'] = Config.fromfile('seg.py').model.decode_head.num_classes
+print(json.dumps(report))
+'''
+
+
+def test_editable_install_serves_configs(repo_root, tmp_path):
+    """A PEP 660 editable install leaves only the dist-info (and a finder)
+    in site-packages: pkg_resources places mmslak there, where no mmslak
+    folder exists. The package is imported from the source tree (here by
+    PYTHONPATH, as the finder would), whose ``.mim`` links to configs/."""
+    src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
+    shutil.copytree(repo_root, src, ignore=IGNORE)
+    install = subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps',
+        '--no-build-isolation', '--no-cache-dir', '--target',
+        str(site), '-e', '.'
+    ],
+                             cwd=str(src),
+                             capture_output=True,
+                             text=True,
+                             timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert not (site / 'mmslak').exists()
+    assert (src / 'mmslak' / '.mim' / 'configs').is_symlink()
+    user.mkdir()
+    for name in ('default.py', 'seg.py'):
+        (user / name).write_text(USER_CONFIGS[name])
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['PYTHONPATH'] = os.pathsep.join([str(site), str(src)])
+    out = subprocess.run([sys.executable, '-c', EDITABLE_CHILD],
+                         cwd=str(user),
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got['file'] == str(src / 'mmslak' / '__init__.py')
+    assert got['dist'] == str(site)
+    assert str(site / 'mmslak' / '.mim') in got['by_dist_name']
+    assert got['default'] == 'EncoderDecoder'
+    assert got['seg'] == 7

@@ -80,7 +80,9 @@ def test_plain_install_serves_configs(repo_root, tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got['file'] == str(site / 'mmslak' / '__init__.py')
     assert got['seg'] == ['EncoderDecoder', 'SLaK', 7]
-    assert got['hooks'] == ['SparseTrainingHook']
+    assert got['hooks'] == [
+        'SparseTrainingHook', 'RandomStateHook', 'FiniteLossHook'
+    ]
     assert got['optim'] == 'AdamW'
     assert got['transform'].startswith('mmseg.')  # mmseg's LoadAnnotations
     assert got['cls'][0] == 'ImageClassifier'

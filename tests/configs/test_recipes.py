@@ -402,18 +402,30 @@ ADE_B = {
 ADE_T_80K = override(
     ADE_T,
     {
-        SLAK + 'drop_path_rate': 0.1,
+        SLAK + 'drop_path_rate':
+        0.1,
         SLAK + 'init_cfg.checkpoint':
         'checkpoints/slak_tiny_in1k_120e_backbone.pth',
-        'optim_wrapper.optimizer.lr': 2e-4,
-        'optim_wrapper.constructor': ABSENT,  # no layer-wise decay
-        'optim_wrapper.paramwise_cfg': dict(norm_decay_mult=0.0),
-        'total_batch': 32,  # 4 GPUs x samples_per_gpu 8
-        'train_cfg.max_iters': 80000,
-        'param_scheduler.0.end': 800,
-        'param_scheduler.1.begin': 800,
-        'param_scheduler.1.end': 80000,
-        'custom_hooks': [],  # dense fine-tuning: no `sparse=True`
+        'optim_wrapper.optimizer.lr':
+        2e-4,
+        'optim_wrapper.constructor':
+        ABSENT,  # no layer-wise decay
+        'optim_wrapper.paramwise_cfg':
+        dict(norm_decay_mult=0.0),
+        'total_batch':
+        32,  # 4 GPUs x samples_per_gpu 8
+        'train_cfg.max_iters':
+        80000,
+        'param_scheduler.0.end':
+        800,
+        'param_scheduler.1.begin':
+        800,
+        'param_scheduler.1.end':
+        80000,
+        # dense fine-tuning (no `sparse=True`); the fault-tolerance hooks
+        'custom_hooks':
+        [dict(type='RandomStateHook'),
+         dict(type='FiniteLossHook')],
     },
     drop=('custom_hooks.', ))
 

@@ -23,6 +23,8 @@ SPARSE = '[SparseTrainingHook]'
 EMA = '[EMAHook]'
 TRAIN_PIPE = 'train_dataloader.dataset.pipeline.'
 TEST_PIPE = 'test_dataloader.dataset.pipeline.'
+# README "Runs that survive faults": every training config registers them
+FAULT_TOLERANCE = [dict(type='RandomStateHook'), dict(type='FiniteLossHook')]
 
 
 def lookup(cfg, path):
@@ -402,30 +404,18 @@ ADE_B = {
 ADE_T_80K = override(
     ADE_T,
     {
-        SLAK + 'drop_path_rate':
-        0.1,
+        SLAK + 'drop_path_rate': 0.1,
         SLAK + 'init_cfg.checkpoint':
         'checkpoints/slak_tiny_in1k_120e_backbone.pth',
-        'optim_wrapper.optimizer.lr':
-        2e-4,
-        'optim_wrapper.constructor':
-        ABSENT,  # no layer-wise decay
-        'optim_wrapper.paramwise_cfg':
-        dict(norm_decay_mult=0.0),
-        'total_batch':
-        32,  # 4 GPUs x samples_per_gpu 8
-        'train_cfg.max_iters':
-        80000,
-        'param_scheduler.0.end':
-        800,
-        'param_scheduler.1.begin':
-        800,
-        'param_scheduler.1.end':
-        80000,
-        # dense fine-tuning (no `sparse=True`); the fault-tolerance hooks
-        'custom_hooks':
-        [dict(type='RandomStateHook'),
-         dict(type='FiniteLossHook')],
+        'optim_wrapper.optimizer.lr': 2e-4,
+        'optim_wrapper.constructor': ABSENT,  # no layer-wise decay
+        'optim_wrapper.paramwise_cfg': dict(norm_decay_mult=0.0),
+        'total_batch': 32,  # 4 GPUs x samples_per_gpu 8
+        'train_cfg.max_iters': 80000,
+        'param_scheduler.0.end': 800,
+        'param_scheduler.1.begin': 800,
+        'param_scheduler.1.end': 80000,
+        'custom_hooks': FAULT_TOLERANCE,  # dense: no `sparse=True`
     },
     drop=('custom_hooks.', ))
 

@@ -49,35 +49,46 @@ USER_CONFIGS = {
 }
 
 
-def test_plain_install_serves_configs(repo_root, tmp_path):
-    src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
-    shutil.copytree(repo_root, src, ignore=IGNORE)
+def _pip_install(src, site, *options):
+    """``pip install [options] .`` of the copy ``src`` into ``site``."""
     install = subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--no-deps',
         '--no-build-isolation', '--no-cache-dir', '--target',
-        str(site), '.'
+        str(site), *options, '.'
     ],
                              cwd=str(src),
                              capture_output=True,
                              text=True,
                              timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
-    assert (site / 'mmslak' / '.mim' / 'model-index.yml').is_file()
-    assert (site / 'mmslak' / '.mim' / 'configs' /
-            'upernet_slak_ade20k.py').is_file()
+
+
+def _run_child(code, user, pythonpath, configs):
+    """``code`` in a child with ``configs`` written to the folder ``user``
+    and only ``pythonpath`` on PYTHONPATH; its last stdout line as JSON."""
     user.mkdir()
-    for name, text in USER_CONFIGS.items():
+    for name, text in configs.items():
         (user / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    env['PYTHONPATH'] = str(site)
-    out = subprocess.run([sys.executable, '-c', CHILD],
+    env['PYTHONPATH'] = os.pathsep.join(map(str, pythonpath))
+    out = subprocess.run([sys.executable, '-c', code],
                          cwd=str(user),
                          env=env,
                          capture_output=True,
                          text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return out, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_plain_install_serves_configs(repo_root, tmp_path):
+    src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
+    shutil.copytree(repo_root, src, ignore=IGNORE)
+    _pip_install(src, site)
+    assert (site / 'mmslak' / '.mim' / 'model-index.yml').is_file()
+    assert (site / 'mmslak' / '.mim' / 'configs' /
+            'upernet_slak_ade20k.py').is_file()
+    out, got = _run_child(CHILD, user, [site], USER_CONFIGS)
     assert got['file'] == str(site / 'mmslak' / '__init__.py')
     assert got['seg'] == ['EncoderDecoder', 'SLaK', 7]
     assert got['hooks'] == [
@@ -120,31 +131,15 @@ def test_editable_install_serves_configs(repo_root, tmp_path):
     PYTHONPATH, as the finder would), whose ``.mim`` links to configs/."""
     src, site, user = tmp_path / 'src', tmp_path / 'site', tmp_path / 'user'
     shutil.copytree(repo_root, src, ignore=IGNORE)
-    install = subprocess.run([
-        sys.executable, '-m', 'pip', 'install', '--no-deps',
-        '--no-build-isolation', '--no-cache-dir', '--target',
-        str(site), '-e', '.'
-    ],
-                             cwd=str(src),
-                             capture_output=True,
-                             text=True,
-                             timeout=600)
-    assert install.returncode == 0, install.stderr[-3000:]
+    _pip_install(src, site, '-e')
     assert not (site / 'mmslak').exists()
     assert (src / 'mmslak' / '.mim' / 'configs').is_symlink()
-    user.mkdir()
-    for name in ('default.py', 'seg.py'):
-        (user / name).write_text(USER_CONFIGS[name])
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    env['PYTHONPATH'] = os.pathsep.join([str(site), str(src)])
-    out = subprocess.run([sys.executable, '-c', EDITABLE_CHILD],
-                         cwd=str(user),
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    names = ('default.py', 'seg.py')
+    # site first: pkg_resources must meet the install's dist-info before the
+    # egg-info that building left in src
+    _, got = _run_child(EDITABLE_CHILD, user, [site, src],
+                        {n: USER_CONFIGS[n]
+                         for n in names})
     assert got['file'] == str(src / 'mmslak' / '__init__.py')
     assert got['dist'] == str(site)
     assert str(site / 'mmslak' / '.mim') in got['by_dist_name']

@@ -151,9 +151,10 @@ def _final_state():
     return final_state
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def resume_hook():
-    """The SparseTrainingHook config of the resume tests (a fresh copy)."""
+    """The SparseTrainingHook config of the resume tests (copy it before
+    changing it)."""
     return copy.deepcopy(RESUME_HOOK)
 
 

@@ -99,3 +99,19 @@ def toy(clean_toy, tmp_path):
     root = str(tmp_path / 'toy')
     shutil.copytree(clean_toy, root)
     return root
+
+
+@pytest.fixture
+def train_logged(caplog):
+    """``train_logged(runner)`` trains and returns what the runner logged
+    (MMLogger calls its own handlers only, so caplog must be added)."""
+
+    def train(runner) -> str:
+        runner.logger.addHandler(caplog.handler)
+        try:
+            runner.train()
+        finally:
+            runner.logger.removeHandler(caplog.handler)
+        return caplog.text
+
+    return train

@@ -36,14 +36,22 @@ class ToyModel(BaseModel):
         return out
 
 
-def build_runner(work_dir, iters, checkpoint=None, **kwargs):
+def build_runner(work_dir,
+                 iters,
+                 checkpoint=None,
+                 model=None,
+                 dataset=None,
+                 **kwargs):
+    """An iteration-based Runner (batch 2 in order, SGD, checkpoint every 2
+    iterations unless ``checkpoint``) on ``model`` / ``dataset`` (the toy
+    regression by default); ``kwargs`` go to the Runner."""
     from mmengine.runner import Runner
     torch.manual_seed(0)
     return Runner(
-        model=ToyModel(),
-        work_dir=work_dir,
+        model=model or ToyModel(),
+        work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=ToyDataset(),
+            dataset=dataset or ToyDataset(),
             sampler=dict(type='DefaultSampler', shuffle=False),
             batch_size=2,
             collate_fn=dict(type='default_collate')),

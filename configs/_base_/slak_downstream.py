@@ -1,8 +1,8 @@
-# SLaK-T as a dense-prediction backbone and the sparse fine-tuning hook,
-# written once for the ADE20K / VOC / COCO configs. The files under
-# _base_/models/ put `{{_base_.slak_tiny_backbone}}` in their model. This file
-# defines no `model` or `custom_imports` key, so it can sit beside an mmseg /
-# mmdet base (mmengine forbids a key in two bases).
+# SLaK-T as a dense-prediction backbone, the sparse fine-tuning hook and the
+# fault-tolerance hooks, written once for the ADE20K / VOC / COCO configs.
+# The files under _base_/models/ put `{{_base_.slak_tiny_backbone}}` in their
+# model. This file defines no `model` or `custom_imports` key, so it can sit
+# beside an mmseg / mmdet base (mmengine forbids a key in two bases).
 # Sources: VITA-Group/SLaK segmentation/configs/upernet_slak_tiny_512_160k_
 # ade20k_ss.py and detection/configs/cascade_mask_rcnn_slak_tiny_*.py
 # (`model.backbone`), segmentation/configs/upernet_SLaK.py (`norm_cfg`).
@@ -31,6 +31,15 @@ slak_tiny_backbone = dict(
         new_layers=['norm0.', 'norm1.', 'norm2.', 'norm3.'],
         ignore_keys=['norm.']))
 
+# Fault tolerance, as the ImageNet configs: every random state in the
+# checkpoints (--resume repeats the run); a NaN/inf loss stops the run before
+# it reaches the weights. A child config that replaces custom_hooks keeps
+# them with `custom_hooks = {{_base_.fault_tolerance_hooks}}`.
+fault_tolerance_hooks = [
+    dict(type='RandomStateHook'),
+    dict(type='FiniteLossHook'),
+]
+
 # Sparse fine-tuning (reference backbone `sparse=True` in the 160k ADE20K and
 # COCO configs): the backbone keeps the zero pattern of its sparse ImageNet
 # weights, loaded by init_cfg before training; necks and heads stay dense.
@@ -41,4 +50,4 @@ custom_hooks = [
         dynamic=False,
         scope='all',
         exclude=[r'^(?!backbone\.)'])
-]
+] + fault_tolerance_hooks

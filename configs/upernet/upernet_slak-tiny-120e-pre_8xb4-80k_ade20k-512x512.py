@@ -11,8 +11,8 @@ model = dict(
 
 # Dense fine-tuning: the reference backbone has no `sparse=True` here
 # (unlike its 160k configs), so no SparseTrainingHook: the zeros of the
-# sparse ImageNet weights are free to grow.
-custom_hooks = []
+# sparse ImageNet weights are free to grow (the fault-tolerance hooks stay).
+custom_hooks = {{_base_.fault_tolerance_hooks}}
 
 # reference `optimizer`: AdamW lr 2e-4, betas (0.9, 0.999), wd 0.05,
 # `paramwise_cfg=dict(norm_decay_mult=0)`, no layer-wise lr decay

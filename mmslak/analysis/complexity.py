@@ -25,6 +25,8 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
+from ..sparse import uniform_densities
+
 SPARSE_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
@@ -71,13 +73,16 @@ def densities_from_masks(model: nn.Module,
     return densities
 
 
-def uniform_densities(model: nn.Module,
+def densities_assumed(model: nn.Module,
                       density: float,
                       prefix: str = '') -> Dict[str, float]:
-    """``density`` for every conv/linear layer under ``prefix``."""
-    if not 0 < density <= 1:
-        raise ValueError(f'density must be in (0, 1], got {density}')
-    return {name: density for name in sparsifiable_layers(model, prefix)}
+    """``density`` (assumed, e.g. the paper's 0.6) for every conv/linear
+    layer of ``model`` under ``prefix``."""
+    shapes = {
+        name: tuple(m.weight.shape)
+        for name, m in sparsifiable_layers(model, prefix).items()
+    }
+    return uniform_densities(shapes, density)
 
 
 def masks_from_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:

@@ -12,6 +12,8 @@ from typing import Optional, Union
 import torch.nn as nn
 from mmengine.config import Config
 
+from ..utils.config_walk import edit_dicts
+
 FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
 ConfigType = Union[str, Path, Config]
 
@@ -76,25 +78,22 @@ def drop_pretrained_init(cfg: Union[dict, list]) -> int:
         return isinstance(init, dict) and str(init.get(
             'type', '')).startswith('Pretrained')
 
-    removed = 0
-    if isinstance(cfg, dict):
-        init = cfg.get('init_cfg')
+    def drop(node: dict) -> int:
+        removed = 0
+        init = node.get('init_cfg')
         if pretrained(init):
-            cfg['init_cfg'] = None
+            node['init_cfg'] = None
             removed += 1
         elif isinstance(init, list):
             kept = [c for c in init if not pretrained(c)]
             removed += len(init) - len(kept)
-            cfg['init_cfg'] = kept or None
-        if cfg.get('pretrained') is not None:
-            cfg['pretrained'] = None
+            node['init_cfg'] = kept or None
+        if node.get('pretrained') is not None:
+            node['pretrained'] = None
             removed += 1
-        for value in cfg.values():
-            removed += drop_pretrained_init(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            removed += drop_pretrained_init(value)
-    return removed
+        return removed
+
+    return edit_dicts(cfg, drop)
 
 
 def _dataset_meta(checkpoint: Optional[dict], cfg: Config) -> Optional[dict]:

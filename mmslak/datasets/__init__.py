@@ -1,8 +1,9 @@
 """Checked versions of the upstream datasets the configs use, and the
 per-file checks behind them and ``tools/misc/check_dataset.py``.
 
-Not imported by ``import mmslak`` (it imports mmseg and mmdet): configs
-list it in ``custom_imports``.
+``import mmslak`` imports it (registering, as each class is defined, the
+checked datasets in mmseg's / mmdet's ``DATASETS``), so a config that lists
+only ``mmslak`` in ``custom_imports`` can use them.
 """
 from .base import NonEmptyMixin
 from .checks import (DataProblem, DatasetError, coco_problems, image_problems,

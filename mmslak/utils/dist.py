@@ -15,21 +15,20 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from .config_walk import edit_dicts
+
 
 def syncbn_to_bn(cfg: Union[dict, list]) -> int:
     """Replace ``type='SyncBN'`` norm configs by ``'BN'`` in place; returns
     how many were replaced."""
-    replaced = 0
-    if isinstance(cfg, dict):
-        if cfg.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
-            cfg['type'] = 'BN'
-            replaced += 1
-        for value in cfg.values():
-            replaced += syncbn_to_bn(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            replaced += syncbn_to_bn(value)
-    return replaced
+
+    def to_bn(node: dict) -> int:
+        if node.get('type') not in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
+            return 0
+        node['type'] = 'BN'
+        return 1
+
+    return edit_dicts(cfg, to_bn)
 
 
 def setup_cpu_distributed(cfg: Config) -> bool:

@@ -23,7 +23,7 @@ def _load(path, name):
 @pytest.fixture(scope='module')
 def scalars(tmp_path_factory):
     from mmengine.runner import Runner
-    tiny = _load(REPO / 'tests' / 'sparse' / 'tiny_setup.py', '_tiny_setup')
+    tiny = _load(REPO / 'tests' / 'sparse' / 'conftest.py', '_sparse_conftest')
     work = tmp_path_factory.mktemp('logs')
     runner = Runner(
         model=tiny.TinySLaKClassifier(),

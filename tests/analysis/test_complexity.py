@@ -8,8 +8,8 @@ import torch.nn as nn
 from macs_oracle import conv_linear_macs
 
 from mmslak.analysis import (TensorForward, build_model, count_complexity,
-                             densities_from_masks, densities_from_weights,
-                             dummy_inputs, uniform_densities)
+                             densities_assumed, densities_from_masks,
+                             densities_from_weights, dummy_inputs)
 from mmslak.analysis.builder import build_from_cfg, drop_pretrained_init
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_dense_counts_match_hand_computation():
 
 def test_uniform_density_scales_weights_and_macs():
     model = ConvLinear()
-    dens = uniform_densities(model, 0.5)
+    dens = densities_assumed(model, 0.5)
     assert dens == {'conv': 0.5, 'fc': 0.5}
     result = count_complexity(model, torch.randn(1, 3, 8, 8), dens)
     assert result['sparse_flops'] == (CONV_MACS + FC_MACS) // 2
@@ -61,10 +61,10 @@ def test_uniform_density_scales_weights_and_macs():
     assert result['nonzero_params'] == (CONV_W + FC_W) // 2 + CONV_B + FC_B
     assert result['layers']['conv'] == dict(
         density=0.5, params=CONV_W, flops=CONV_MACS)
-    only_conv = uniform_densities(model, 0.25, prefix='conv')
+    only_conv = densities_assumed(model, 0.25, prefix='conv')
     assert only_conv == {'conv': 0.25}
     with pytest.raises(ValueError, match='density'):
-        uniform_densities(model, 0)
+        densities_assumed(model, 0)
 
 
 def test_densities_from_weights_and_masks():
@@ -105,7 +105,7 @@ def test_slak_tiny_paper_counts():
     inputs, kwargs = dummy_inputs(model, (224, 224))
     assert kwargs == dict(data_samples=None, mode='tensor')
     with TensorForward(model, kwargs):
-        result = count_complexity(model, inputs, uniform_densities(model, 0.6))
+        result = count_complexity(model, inputs, densities_assumed(model, 0.6))
     # Reference architecture counts (PAPER_FACTS): dense 50,703,838 and
     # 30,473,228 non-zero at density 0.6 on every 2-D/4-D weight.
     assert result['params'] == 50_703_838

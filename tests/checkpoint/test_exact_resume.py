@@ -5,11 +5,8 @@ import os.path as osp
 import pytest
 import torch
 from child_process import run_in_checkout
-from toy_runner import build_runner, sparse_hook_available, state_of
 
 from mmslak.checkpoint import load_checkpoint_file
-
-HERE = osp.dirname(osp.abspath(__file__))
 
 
 def _assert_equal(resumed, straight, path=''):
@@ -29,34 +26,33 @@ def _assert_equal(resumed, straight, path=''):
 
 
 @pytest.mark.parametrize('by_epoch', [False, True], ids=['iter', 'epoch'])
-def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch):
-    sparse = sparse_hook_available()
+def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch,
+                                                   toy_runner, toy_state,
+                                                   train_toy_script):
     # iteration-based (mmseg-style): 6 iterations, checkpoint at 3 (the
     # resumed loop must skip 3 batches mid-epoch; warm-up ends at 3);
     # epoch-based (mmdet-style): 2 epochs of 4 iterations, checkpoint at 1
     length, interval = (2, 1) if by_epoch else (6, 3)
     work = str(tmp_path / 'straight')
-    runner = build_runner(work, by_epoch, length, interval, sparse=sparse)
+    runner = toy_runner(work, by_epoch, length, interval, sparse=True)
     runner.train()
-    straight = state_of(runner)
+    straight = toy_state(runner)
     ckpt = osp.join(
         work, f'epoch_{interval}.pth' if by_epoch else f'iter_{interval}.pth')
     assert osp.isfile(ckpt)
     saved = load_checkpoint_file(ckpt)
-    if sparse:
-        assert 'sparsity' in saved and saved['sparsity']['masks']
+    assert 'sparsity' in saved and saved['sparsity']['masks']
 
     out = str(tmp_path / 'resumed.pth')
     cmd = [
-        osp.join(HERE, 'toy_runner.py'),
+        train_toy_script,
         str(tmp_path / 'resumed'), '--length',
         str(length), '--interval',
         str(interval), '--resume-from', ckpt, '--out', out
     ]
+    cmd.append('--sparse')
     if by_epoch:
         cmd.append('--by-epoch')
-    if sparse:
-        cmd.append('--sparse')
     proc = run_in_checkout(*cmd, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     resumed = load_checkpoint_file(out)
@@ -69,8 +65,4 @@ def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch):
     assert not torch.equal(saved['state_dict'][first],
                            straight['model'][first])
     _assert_equal(resumed, straight)
-    if sparse:
-        assert straight['sparsity']['num_updates'] >= 2
-    else:
-        pytest.skip('mmslak.sparse.SparseTrainingHook not available: '
-                    'checked without sparse masks')
+    assert straight['sparsity']['num_updates'] >= 2

@@ -14,7 +14,6 @@ import torch
 from mmengine.runner import CheckpointLoader, load_checkpoint
 from mmengine.runner.checkpoint import (get_external_models, get_mmcls_models,
                                         get_torchvision_models)
-from toy_runner import TINY_ARCH, build_runner
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import (REMOTE_PREFIXES, UnsafeCheckpointError,
@@ -35,7 +34,7 @@ class _TouchOnLoad:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
+def hub(tmp_path, monkeypatch, tiny_arch):
     """An empty torch hub cache under tmp_path; returns a function that
     plants a payload checkpoint for a URL and the marker it would touch."""
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
@@ -45,7 +44,7 @@ def hub(tmp_path, monkeypatch):
     def plant(url: str, payload: bool = True) -> str:
         cache = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
         os.makedirs(osp.dirname(cache), exist_ok=True)
-        model = SLaK(arch=TINY_ARCH, width_factor=1.0)
+        model = SLaK(arch=tiny_arch, width_factor=1.0)
         state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
         ckpt = dict(state_dict=state)
         if payload:
@@ -92,11 +91,11 @@ def test_http_url_through_mmengine_load_checkpoint(hub):
              hub.marker)
 
 
-def test_torchvision_scheme(hub):
+def test_torchvision_scheme(hub, tiny_arch):
     url = get_torchvision_models()['resnet50']
     hub(url)
     model = SLaK(
-        arch=TINY_ARCH,
+        arch=tiny_arch,
         width_factor=1.0,
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))
     _refused(model.init_weights, url, hub.marker)
@@ -115,10 +114,10 @@ def test_schemes_that_resolve_to_a_url(hub, name, resolve):
              hub.marker)
 
 
-def test_pretrained_init_from_url(hub):
+def test_pretrained_init_from_url(hub, tiny_arch):
     hub(URL)
     model = SLaK(
-        arch=TINY_ARCH,
+        arch=tiny_arch,
         width_factor=1.0,
         init_cfg=dict(type='Pretrained', checkpoint=URL, prefix='backbone.'))
     _refused(model.init_weights, URL, hub.marker)
@@ -126,31 +125,31 @@ def test_pretrained_init_from_url(hub):
              hub.marker)
 
 
-def test_runner_load_from_url(hub, tmp_path):
+def test_runner_load_from_url(hub, tmp_path, toy_runner):
     hub(URL)
-    runner = build_runner(str(tmp_path / 'work'), False, 1, 1)
+    runner = toy_runner(str(tmp_path / 'work'), False, 1, 1)
     runner.call_hook('before_run')
     runner._load_from = URL
     _refused(runner.load_or_resume, URL, hub.marker)
 
 
-def test_runner_resume_from_url(hub, tmp_path):
+def test_runner_resume_from_url(hub, tmp_path, toy_runner):
     hub(URL)
-    runner = build_runner(str(tmp_path / 'work'), False, 1, 1, resume_from=URL)
+    runner = toy_runner(str(tmp_path / 'work'), False, 1, 1, resume_from=URL)
     runner.call_hook('before_run')
     _refused(runner.load_or_resume, URL, hub.marker)
 
 
-def test_analysis_tools_checkpoint_url(hub):
+def test_analysis_tools_checkpoint_url(hub, tiny_arch):
     from mmslak.analysis.builder import load_weights
     hub(URL)
-    model = SLaK(arch=TINY_ARCH, width_factor=1.0)
+    model = SLaK(arch=tiny_arch, width_factor=1.0)
     _refused(lambda: load_weights(model, URL), URL, hub.marker)
 
 
-def test_valid_checkpoint_from_url_loads_unchanged(hub):
+def test_valid_checkpoint_from_url_loads_unchanged(hub, tiny_arch):
     hub(URL, payload=False)
-    source = SLaK(arch=TINY_ARCH, width_factor=1.0)
+    source = SLaK(arch=tiny_arch, width_factor=1.0)
     source.load_state_dict({
         k[len('backbone.'):]: v
         for k, v in torch.load(
@@ -158,7 +157,7 @@ def test_valid_checkpoint_from_url_loads_unchanged(hub):
         ['state_dict'].items()
     })
     model = SLaK(
-        arch=TINY_ARCH,
+        arch=tiny_arch,
         width_factor=1.0,
         init_cfg=dict(type='Pretrained', checkpoint=URL, prefix='backbone.'))
     model.init_weights()

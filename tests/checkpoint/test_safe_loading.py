@@ -9,7 +9,6 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
-from toy_runner import TINY_ARCH, build_runner
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import (MMENGINE_SAFE_GLOBALS, CheckpointMismatchError,
@@ -29,11 +28,11 @@ class _TouchOnLoad:
 
 
 @pytest.fixture(scope='module')
-def runner_ckpt(tmp_path_factory):
+def runner_ckpt(tmp_path_factory, toy_runner):
     """A real checkpoint from a Runner: message hub, optimizer, param
     schedulers, EMA."""
     work_dir = str(tmp_path_factory.mktemp('runner'))
-    runner = build_runner(work_dir, by_epoch=False, length=2, interval=2)
+    runner = toy_runner(work_dir, by_epoch=False, length=2, interval=2)
     runner.train()
     return osp.join(work_dir, 'iter_2.pth')
 
@@ -114,9 +113,9 @@ def test_runner_checkpoint_needs_exactly_the_allow_list(runner_ckpt):
 
 
 def test_runner_resume_restores_message_hub_and_optimizer(
-        runner_ckpt, tmp_path):
+        runner_ckpt, tmp_path, toy_runner):
     saved = load_checkpoint_file(runner_ckpt)
-    runner = build_runner(
+    runner = toy_runner(
         str(tmp_path),
         by_epoch=False,
         length=2,
@@ -178,13 +177,13 @@ def _strict(checkpoint, prefix='backbone.', **kwargs):
 DENSE = dict(new_layers=['norm0.', 'norm1.'], ignore_keys=['norm.'])
 
 
-def test_pretrained_init_is_strict(tmp_path):
-    source = SLaK(arch=TINY_ARCH, width_factor=1.0)
+def test_pretrained_init_is_strict(tmp_path, tiny_arch):
+    source = SLaK(arch=tiny_arch, width_factor=1.0)
     good = str(tmp_path / 'good.pth')
     _save_backbone(good, source)
 
     dense = SLaK(
-        arch=TINY_ARCH,
+        arch=tiny_arch,
         width_factor=1.0,
         out_indices=(0, 1),
         gap_before_final_norm=False,
@@ -195,7 +194,7 @@ def test_pretrained_init_is_strict(tmp_path):
             torch.testing.assert_close(dense.state_dict()[name], value)
     # without the layout allowances the same load is refused
     dense = SLaK(
-        arch=TINY_ARCH,
+        arch=tiny_arch,
         width_factor=1.0,
         out_indices=(0, 1),
         gap_before_final_norm=False,
@@ -207,7 +206,7 @@ def test_pretrained_init_is_strict(tmp_path):
     partial = str(tmp_path / 'partial.pth')
     _save_backbone(partial, source, drop=('stages.1', ))
     model = SLaK(
-        arch=TINY_ARCH, width_factor=1.0, init_cfg=_strict(partial, **DENSE))
+        arch=tiny_arch, width_factor=1.0, init_cfg=_strict(partial, **DENSE))
     with pytest.raises(CheckpointMismatchError) as info:
         model.init_weights()
     n_dropped = sum(k.startswith('stages.1') for k in source.state_dict())
@@ -216,7 +215,7 @@ def test_pretrained_init_is_strict(tmp_path):
 
     # wrong architecture (other kernel sizes): shape mismatch names keys
     other = SLaK(
-        arch=dict(TINY_ARCH, kernel_sizes=[9, 5]),
+        arch=dict(tiny_arch, kernel_sizes=[9, 5]),
         width_factor=1.0,
         init_cfg=_strict(good))
     with pytest.raises(CheckpointMismatchError) as info:
@@ -226,7 +225,7 @@ def test_pretrained_init_is_strict(tmp_path):
 
     # a wrong prefix matches nothing
     model = SLaK(
-        arch=TINY_ARCH, width_factor=1.0, init_cfg=_strict(good, 'bb.'))
+        arch=tiny_arch, width_factor=1.0, init_cfg=_strict(good, 'bb.'))
     with pytest.raises(CheckpointMismatchError, match="prefix 'bb.'"):
         model.init_weights()
 
@@ -253,7 +252,8 @@ def test_pretrained_strict_on_any_backbone(tmp_path):
         Tiny(8, init_cfg=_strict(path, prefix=None)).init_weights()
 
 
-def test_load_from_partial_checkpoint_fails_with_hook(runner_ckpt, tmp_path):
+def test_load_from_partial_checkpoint_fails_with_hook(runner_ckpt, tmp_path,
+                                                      toy_runner):
     ckpt = load_checkpoint_file(runner_ckpt)
     partial = {
         k: v
@@ -264,13 +264,13 @@ def test_load_from_partial_checkpoint_fails_with_hook(runner_ckpt, tmp_path):
     torch.save(dict(state_dict=partial), path)
 
     # mmengine alone: a warning in the log, training goes on
-    runner = build_runner(str(tmp_path / 'a'), False, 1, 1)
+    runner = toy_runner(str(tmp_path / 'a'), False, 1, 1)
     runner.call_hook('before_run')  # EMAHook builds its model here
     runner._load_from = path
     runner.load_or_resume()
 
     # with the hook: a clear error naming the missing backbone keys
-    runner = build_runner(str(tmp_path / 'b'), False, 1, 1)
+    runner = toy_runner(str(tmp_path / 'b'), False, 1, 1)
     runner.register_hook(dict(type='CheckpointMatchHook'))
     runner.call_hook('before_run')
     runner._load_from = path

@@ -23,6 +23,8 @@ SPARSE = '[SparseTrainingHook]'
 EMA = '[EMAHook]'
 TRAIN_PIPE = 'train_dataloader.dataset.pipeline.'
 TEST_PIPE = 'test_dataloader.dataset.pipeline.'
+# README "Runs that survive faults": every training config registers them
+FAULT_TOLERANCE = [dict(type='RandomStateHook'), dict(type='FiniteLossHook')]
 
 
 def lookup(cfg, path):
@@ -413,7 +415,7 @@ ADE_T_80K = override(
         'param_scheduler.0.end': 800,
         'param_scheduler.1.begin': 800,
         'param_scheduler.1.end': 80000,
-        'custom_hooks': [],  # dense fine-tuning: no `sparse=True`
+        'custom_hooks': FAULT_TOLERANCE,  # dense: no `sparse=True`
     },
     drop=('custom_hooks.', ))
 

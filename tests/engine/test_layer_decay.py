@@ -21,6 +21,10 @@ BACKBONE = dict(
     kernel_sizes=(7, 7, 7, 7),
     small_kernel=3,
     init_cfg=None)
+CLASSIFIER = dict(
+    type='ImageClassifier',
+    backbone=BACKBONE,
+    head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
 
 
 def expected_layer_id(name, decay_type, num_layers=6):
@@ -36,16 +40,24 @@ def expected_layer_id(name, decay_type, num_layers=6):
     return {0: 1, 1: 2, 2: 3 + block // 3, 3: num_layers}[stage]
 
 
-def build(model_cfg, scope, decay_type, num_layers=6):
+def build(model_cfg,
+          scope,
+          decay_type,
+          num_layers=6,
+          optimizer=None,
+          paramwise_cfg=None):
+    """The model and its optimizer wrapper from our constructor (AdamW and
+    ``decay_rate`` 0.9 unless ``optimizer`` / ``paramwise_cfg`` given)."""
     init_default_scope(scope)
     from mmengine.registry import MODELS
     model = MODELS.build(model_cfg)
     wrapper = build_optim_wrapper(
         model,
         dict(
-            optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
+            optimizer=optimizer
+            or dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
             constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(
+            paramwise_cfg=paramwise_cfg or dict(
                 decay_rate=0.9, decay_type=decay_type, num_layers=num_layers)))
     return model, wrapper
 
@@ -162,11 +174,7 @@ def test_frozen_params_are_left_out():
 
 
 def test_stem_to_head_lr_ratio_is_rate_to_the_depth():
-    cfg = dict(
-        type='ImageClassifier',
-        backbone=BACKBONE,
-        head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
-    model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
+    model, wrapper = build(CLASSIFIER, 'mmpretrain', 'layer_wise')
     stem = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 0][0]
     head = [g for g in wrapper.optimizer.param_groups if g['layer_id'] == 7][0]
     torch.testing.assert_close(stem['lr'] / head['lr'], 0.9**7)
@@ -176,21 +184,11 @@ def test_one_step_under_a_scheduler_moves_each_param_by_its_lr():
     """A real SGD step after a scheduler step (x0.1): every parameter moves
     by exactly base_lr * 0.1 * 0.9 ** (7 - layer_id) per unit gradient."""
     from mmengine.optim import MultiStepLR
-    init_default_scope('mmpretrain')
-    from mmengine.registry import MODELS
-    model = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=BACKBONE,
-            head=dict(type='LinearClsHead', num_classes=5, in_channels=16)))
-    wrapper = build_optim_wrapper(
-        model,
-        dict(
-            optimizer=dict(
-                type='SGD', lr=BASE_LR, momentum=0., weight_decay=0.),
-            constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(
-                decay_rate=0.9, decay_type='layer_wise', num_layers=6)))
+    model, wrapper = build(
+        CLASSIFIER,
+        'mmpretrain',
+        'layer_wise',
+        optimizer=dict(type='SGD', lr=BASE_LR, momentum=0., weight_decay=0.))
     scheduler = MultiStepLR(wrapper, milestones=[1], gamma=0.1)
     scheduler.step()  # epoch 1: every group's lr x 0.1
     with torch.no_grad():
@@ -228,21 +226,13 @@ def test_bad_config(paramwise_cfg, match):
 def test_mmpretrain_keys_pass_through():
     """The subclass keeps mmpretrain's options: its ``layer_decay_rate``
     name and ``custom_keys`` decay multipliers."""
-    init_default_scope('mmpretrain')
-    from mmengine.registry import MODELS
-    model = MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=BACKBONE,
-            head=dict(type='LinearClsHead', num_classes=5, in_channels=16)))
-    wrapper = build_optim_wrapper(
-        model,
-        dict(
-            optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
-            constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(
-                layer_decay_rate=0.9,
-                custom_keys={'head.fc.weight': dict(decay_mult=0.5)})))
+    model, wrapper = build(
+        CLASSIFIER,
+        'mmpretrain',
+        None,
+        paramwise_cfg=dict(
+            layer_decay_rate=0.9,
+            custom_keys={'head.fc.weight': dict(decay_mult=0.5)}))
     group_of = {
         id(p): g
         for g in wrapper.optimizer.param_groups

@@ -3,7 +3,6 @@ gradient (RigL's rule), and falls back to random regrowth, with a warning,
 only when no gradient exists at an update (a skipped optimizer step)."""
 import pytest
 import torch
-from tiny_setup import build_runner, sparse_hook
 
 from mmslak.sparse import masks as masks_module
 
@@ -47,7 +46,8 @@ def _warnings(runner, monkeypatch):
     return logged
 
 
-def test_gradient_growth_uses_the_gradient(tmp_path, monkeypatch, calls):
+def test_gradient_growth_uses_the_gradient(tmp_path, monkeypatch, calls,
+                                           build_runner, sparse_hook):
     runner = build_runner(tmp_path, _hook(update_interval=2), max_iters=6)
     logged = _warnings(runner, monkeypatch)
     runner.train()
@@ -73,7 +73,8 @@ def test_gradient_growth_uses_the_gradient(tmp_path, monkeypatch, calls):
 
 
 def test_no_gradient_falls_back_to_random_and_says_so(tmp_path, monkeypatch,
-                                                      calls):
+                                                      calls, build_runner,
+                                                      sparse_hook):
     runner = build_runner(tmp_path, _hook(update_interval=100), max_iters=2)
     runner.train()  # builds the masks, no update
     hook = sparse_hook(runner)

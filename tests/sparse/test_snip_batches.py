@@ -4,7 +4,6 @@ index generator between all iterators of a loader)."""
 import pytest
 import torch
 from mmengine.hooks import Hook
-from tiny_setup import build_runner
 
 
 class FirstBatch(Hook):
@@ -18,8 +17,8 @@ class FirstBatch(Hook):
 
 
 @pytest.mark.parametrize('sampler', ['InfiniteSampler', 'DefaultSampler'])
-def test_snip_batch_is_the_first_training_batch(tmp_path, sampler,
-                                                monkeypatch):
+def test_snip_batch_is_the_first_training_batch(tmp_path, sampler, monkeypatch,
+                                                build_runner):
     from mmslak.engine.hooks import sparse_training_hook as module
     seen = []
     real = module.snip_scores

@@ -1,16 +1,12 @@
 """SparseTrainingHook in real (tiny) mmengine Runner trainings."""
 import os
 import shutil
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from child_process import run_in_checkout
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
-from tiny_setup import (RESUME_HOOK, _ddp_worker, build_runner, final_state,
-                        sparse_hook)
 
 from mmslak.sparse import (cosine_prune_rate, masks_from_checkpoint,
                            sparsity_table)
@@ -25,7 +21,8 @@ class Checker(Hook):
 
     priority = 'LOW'  # after SparseTrainingHook (35)
 
-    def __init__(self, density, p0=0.5, snapshot=None):
+    def __init__(self, sparse_hook, density, p0=0.5, snapshot=None):
+        self.sparse_hook = sparse_hook
         self.density = density
         self.p0 = p0
         self.snapshot = snapshot
@@ -34,7 +31,7 @@ class Checker(Hook):
         self.pruned_checked = 0
 
     def before_train(self, runner):
-        hook = sparse_hook(runner)
+        hook = self.sparse_hook(runner)
         self.counts = hook.masks.counts()
         stats = hook.masks.stats()
         assert stats['active'] == round(self.density * stats['total'])
@@ -44,7 +41,7 @@ class Checker(Hook):
                          batch_idx,
                          data_batch=None,
                          outputs=None):
-        hook = sparse_hook(runner)
+        hook = self.sparse_hook(runner)
         masks = hook.masks
         for name in masks.names():
             weight = masks.params[name]
@@ -80,12 +77,15 @@ class Snapshot(Hook):
 
     priority = 'HIGH'
 
+    def __init__(self, sparse_hook):
+        self.sparse_hook = sparse_hook
+
     def after_train_iter(self,
                          runner,
                          batch_idx,
                          data_batch=None,
                          outputs=None):
-        masks = sparse_hook(runner).masks
+        masks = self.sparse_hook(runner).masks
         self.weights = {
             n: masks.params[n].detach().clone()
             for n in masks.names()
@@ -105,9 +105,10 @@ def _hook(**kw):
     return cfg
 
 
-def test_snip_adamw_density_invariant_and_updates(tmp_path):
-    snap = Snapshot()
-    checker = Checker(0.6, snapshot=snap)
+def test_snip_adamw_density_invariant_and_updates(tmp_path, build_runner,
+                                                  sparse_hook):
+    snap = Snapshot(sparse_hook)
+    checker = Checker(sparse_hook, 0.6, snapshot=snap)
     runner = build_runner(
         tmp_path, _hook(), max_iters=8, extra_hooks=[snap, checker])
     first = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
@@ -129,12 +130,13 @@ def test_snip_adamw_density_invariant_and_updates(tmp_path):
     assert sum(moved) > len(moved) // 2
 
 
-def test_amp_bf16_with_skipped_step_erk(tmp_path, monkeypatch):
+def test_amp_bf16_with_skipped_step_erk(tmp_path, monkeypatch, build_runner,
+                                        sparse_hook):
     from mmengine.optim.optimizer import amp_optimizer_wrapper
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
     model_params = None  # the wrapper is built against the runner's model
-    checker = Checker(0.6)
+    checker = Checker(sparse_hook, 0.6)
     runner = build_runner(
         tmp_path,
         _hook(init='erk'),
@@ -159,8 +161,8 @@ def test_amp_bf16_with_skipped_step_erk(tmp_path, monkeypatch):
     assert runner.optim_wrapper.loss_scaler.get_scale() < 2.**127
 
 
-def test_gradient_accumulation_uniform(tmp_path):
-    checker = Checker(0.6)
+def test_gradient_accumulation_uniform(tmp_path, build_runner, sparse_hook):
+    checker = Checker(sparse_hook, 0.6)
     runner = build_runner(
         tmp_path,
         _hook(init='uniform', update_interval=2),
@@ -183,8 +185,9 @@ def test_gradient_accumulation_uniform(tmp_path):
         assert abs(c - 0.6 * numel) < 1
 
 
-def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
-    checker = Checker(0.5)
+def test_gradient_growth_large_kernel_scope_with_ema(tmp_path, build_runner,
+                                                     sparse_hook):
+    checker = Checker(sparse_hook, 0.5)
     runner = build_runner(
         tmp_path,
         _hook(
@@ -214,9 +217,9 @@ def test_gradient_growth_large_kernel_scope_with_ema(tmp_path):
         assert (ckpt['state_dict'][name][~mask] == 0).all(), name
 
 
-def test_epoch_based_runner_schedule(tmp_path):
+def test_epoch_based_runner_schedule(tmp_path, build_runner, sparse_hook):
     """The cosine runs over runner.max_iters also for epoch-based loops."""
-    checker = Checker(0.6)
+    checker = Checker(sparse_hook, 0.6)
     runner = build_runner(
         tmp_path,
         _hook(init='erk', update_interval=3),
@@ -232,16 +235,17 @@ def test_epoch_based_runner_schedule(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def sparse_run(tmp_path_factory):
+def sparse_run(tmp_path_factory, build_runner, final_state, resume_hook):
     """12 uninterrupted iterations, checkpoint at 6 (updates every 2)."""
     work = tmp_path_factory.mktemp('full')
     runner = build_runner(
-        work, dict(RESUME_HOOK), max_iters=12, ckpt_interval=6, name='full')
+        work, dict(resume_hook), max_iters=12, ckpt_interval=6, name='full')
     runner.train()
     return work, final_state(runner)
 
 
-def test_resume_in_new_process_is_exact(sparse_run, tmp_path):
+def test_resume_in_new_process_is_exact(sparse_run, tmp_path,
+                                        tiny_child_script):
     work, full = sparse_run
     ckpt = str(tmp_path / 'iter_6.pth')
     shutil.copy(os.path.join(work, 'iter_6.pth'), ckpt)
@@ -249,7 +253,7 @@ def test_resume_in_new_process_is_exact(sparse_run, tmp_path):
     assert saved['sparsity']['num_updates'] == 3
     out = str(tmp_path / 'resumed.pth')
     proc = run_in_checkout(
-        os.path.join(os.path.dirname(__file__), 'tiny_setup.py'),
+        tiny_child_script,
         'resume',
         str(tmp_path / 'work'),
         ckpt,
@@ -265,7 +269,8 @@ def test_resume_in_new_process_is_exact(sparse_run, tmp_path):
             assert torch.equal(resumed[key][name], full[key][name]), name
 
 
-def test_static_sparse_finetune_from_checkpoint(sparse_run, tmp_path):
+def test_static_sparse_finetune_from_checkpoint(sparse_run, tmp_path,
+                                                build_runner, sparse_hook):
     work, _ = sparse_run
     ckpt = os.path.join(work, 'iter_6.pth')
     saved = torch.load(ckpt, map_location='cpu', weights_only=True)
@@ -327,7 +332,8 @@ def test_static_sparse_finetune_from_checkpoint(sparse_run, tmp_path):
     assert all(torch.equal(got[n], masks[n]) for n in masks)
 
 
-def test_static_without_zeros_trains_dense(tmp_path):
+def test_static_without_zeros_trains_dense(tmp_path, build_runner,
+                                           sparse_hook):
     runner = build_runner(
         tmp_path, _hook(init='checkpoint', dynamic=False), max_iters=2)
     runner.train()
@@ -335,20 +341,12 @@ def test_static_without_zeros_trains_dense(tmp_path):
     assert len(hook.masks) == 0 and hook.masks.stats()['density'] == 1.
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def test_ddp_two_processes_identical_masks(tmp_path):
+def test_ddp_two_processes_identical_masks(tmp_path, tiny_child_script):
     out = tmp_path / 'out'
     out.mkdir()
-    mp.spawn(
-        _ddp_worker,
-        args=(2, _free_port(), str(tmp_path / 'work'), str(out)),
-        nprocs=2,
-        join=True)
+    proc = run_in_checkout(
+        tiny_child_script, 'ddp', tmp_path / 'work', out, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(out / '0.pth', weights_only=True)
     r1 = torch.load(out / '1.pth', weights_only=True)
     assert r0['num_updates'] == r1['num_updates'] == 3

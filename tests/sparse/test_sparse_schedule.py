@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
-from tiny_setup import build_runner, sparse_hook
 
 from mmslak.engine.hooks import SparseTrainingHook
 from mmslak.sparse.density import model_loss, snip_loss
@@ -20,8 +19,9 @@ class UpdateSamples(Hook):
 
     priority = 'LOW'  # after SparseTrainingHook
 
-    def __init__(self, samples_per_iter):
+    def __init__(self, samples_per_iter, sparse_hook):
         self.samples_per_iter = samples_per_iter
+        self.sparse_hook = sparse_hook
         self.samples = []
         self.updates = 0
 
@@ -30,15 +30,16 @@ class UpdateSamples(Hook):
                          batch_idx,
                          data_batch=None,
                          outputs=None):
-        if sparse_hook(runner).num_updates > self.updates:
-            self.updates = sparse_hook(runner).num_updates
+        if self.sparse_hook(runner).num_updates > self.updates:
+            self.updates = self.sparse_hook(runner).num_updates
             self.samples.append((runner.iter + 1) * self.samples_per_iter)
 
 
-def run_schedule(tmp_path, batch_size, accumulation, max_iters):
+def run_schedule(build_runner, sparse_hook, tmp_path, batch_size, accumulation,
+                 max_iters):
     """update_interval 2 optimizer steps at base batch 8 = every 16
     samples, on one process with ``batch_size`` x ``accumulation``."""
-    recorder = UpdateSamples(batch_size)
+    recorder = UpdateSamples(batch_size, sparse_hook)
     optim = dict(
         optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05),
         accumulative_counts=accumulation)
@@ -72,9 +73,10 @@ def run_schedule(tmp_path, batch_size, accumulation, max_iters):
         (2, 2, 24, 4, 8),  # 2 x 2 accumulated: 4 steps of 2 iterations
     ])
 def test_updates_land_on_the_same_samples(tmp_path, batch_size, accumulation,
-                                          max_iters, steps, every_iters):
-    samples, hook, messages = run_schedule(tmp_path, batch_size, accumulation,
-                                           max_iters)
+                                          max_iters, steps, every_iters,
+                                          build_runner, sparse_hook):
+    samples, hook, messages = run_schedule(build_runner, sparse_hook, tmp_path,
+                                           batch_size, accumulation, max_iters)
     assert samples == [16, 32]
     assert hook._steps_per_update == steps
     logged = [m for m in messages if 'update_interval 2' in m]
@@ -83,8 +85,9 @@ def test_updates_land_on_the_same_samples(tmp_path, batch_size, accumulation,
     assert f'every {every_iters} iterations and 16 samples' in logged[0]
 
 
-def test_without_auto_scale_lr_the_interval_is_in_steps(tmp_path):
-    recorder = UpdateSamples(4)
+def test_without_auto_scale_lr_the_interval_is_in_steps(
+        tmp_path, build_runner, sparse_hook):
+    recorder = UpdateSamples(4, sparse_hook)
     runner = build_runner(
         tmp_path,
         dict(type='SparseTrainingHook', init='uniform', update_interval=3),
@@ -173,11 +176,11 @@ def test_snip_loss_is_plain_cross_entropy_on_the_raw_batch():
     assert got.requires_grad
 
 
-def test_snip_loss_of_a_plain_model_is_its_loss():
-    from tiny_setup import RandomImages, TinySLaKClassifier
+def test_snip_loss_of_a_plain_model_is_its_loss(tiny_slak_classifier,
+                                                random_images):
     torch.manual_seed(0)
-    model = TinySLaKClassifier().eval()
-    items = [RandomImages()[i] for i in range(4)]
+    model = tiny_slak_classifier().eval()
+    items = [random_images()[i] for i in range(4)]
     batch = dict(
         inputs=torch.stack([x['inputs'] for x in items]),
         labels=torch.tensor([x['labels'] for x in items]))

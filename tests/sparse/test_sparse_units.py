@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from tiny_setup import TinySLaKClassifier
 from torch.testing import assert_close
 
 from mmslak.engine.hooks import SparseTrainingHook
@@ -19,8 +18,8 @@ from mmslak.sparse.scope import sparse_shapes
 from mmslak.sparse.summary import format_sparsity_table, sparsity_table
 
 
-def test_scope_all_large_kernel_exclude():
-    model = TinySLaKClassifier()
+def test_scope_all_large_kernel_exclude(tiny_slak_classifier):
+    model = tiny_slak_classifier()
     every = {n for n, p in model.named_parameters() if p.dim() in (2, 4)}
     assert set(select_sparse_params(model, 'all')) == every
     assert 'head.weight' in every
@@ -312,7 +311,7 @@ def test_hook_argument_errors():
         SparseTrainingHook(prune_rate=0.001)
 
 
-def test_shapes_helper():
-    model = TinySLaKClassifier()
+def test_shapes_helper(tiny_slak_classifier):
+    model = tiny_slak_classifier()
     params = select_sparse_params(model, 'large_kernel')
     assert sparse_shapes(params)[next(iter(params))] == (8, 1, 7, 3)

@@ -3,7 +3,6 @@ masks matching no weight, a density that empties layers, a non-numeric
 density, an invalid ``exclude`` regex; each error names the parameter."""
 import pytest
 import torch
-from tiny_setup import TinySLaKClassifier, build_runner, sparse_hook
 
 from mmslak.engine.hooks import SparseTrainingHook
 
@@ -43,33 +42,36 @@ def test_valid_exclude_accepted():
 
 
 @pytest.mark.parametrize('init', ['uniform', 'erk'])
-def test_density_leaving_empty_layers(tmp_path, init):
+def test_density_leaving_empty_layers(tmp_path, init, build_runner,
+                                      tiny_slak_classifier):
     runner = build_runner(tmp_path, _hook(density=1e-4, init=init))
     with pytest.raises(ValueError) as err:
         runner.train()
     msg = str(err.value)
     assert 'density=0.0001 leaves' in msg and 'with no active weight' in msg
     # the smallest layer, counted independently of the hook
-    model = TinySLaKClassifier()
+    model = tiny_slak_classifier()
     smallest = min(p.numel() for p in model.parameters() if p.dim() in (2, 4))
     assert f'the smallest layer has {smallest} weights' in msg
 
 
-def test_density_too_small_for_snip(tmp_path):
+def test_density_too_small_for_snip(tmp_path, build_runner):
     runner = build_runner(tmp_path, _hook(density=1e-4, init='snip'))
     with pytest.raises(ValueError, match='density=0.0001 leaves'):
         runner.train()
 
 
-def test_density_keeping_every_layer_trains(tmp_path):
+def test_density_keeping_every_layer_trains(tmp_path, build_runner,
+                                            sparse_hook):
     runner = build_runner(tmp_path,
                           _hook(density=0.3, init='uniform', dynamic=False))
     runner.train()
     assert all(c > 0 for c in sparse_hook(runner).masks.counts().values())
 
 
-def test_mask_checkpoint_matching_no_weight(tmp_path):
-    model = TinySLaKClassifier()
+def test_mask_checkpoint_matching_no_weight(tmp_path, build_runner,
+                                            sparse_hook, tiny_slak_classifier):
+    model = tiny_slak_classifier()
     # masks named as a reference checkpoint (no 'backbone.' prefix)
     ref = {
         'model': {

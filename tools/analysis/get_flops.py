@@ -19,9 +19,9 @@ import sys
 from mmengine.logging import MMLogger
 
 from mmslak.analysis import (TensorForward, build_model, count_complexity,
-                             densities_from_masks, densities_from_weights,
-                             dummy_inputs, masks_from_checkpoint_file, task_of,
-                             uniform_densities)
+                             densities_assumed, densities_from_masks,
+                             densities_from_weights, dummy_inputs,
+                             masks_from_checkpoint_file, task_of)
 from mmslak.analysis.complexity import format_count
 from mmslak.apis import load_config
 from mmslak.utils.cfg_options import CfgOptionsAction
@@ -133,7 +133,7 @@ def resolve_densities(args, model, task, hook_density=None):
         if prefix is None:
             prefix = '' if task == 'classification' else 'backbone.'
         where = f'"{prefix}*"' if prefix else 'all'
-        return (uniform_densities(model, density, prefix),
+        return (densities_assumed(model, density, prefix),
                 f'uniform {density} on {where} conv/linear weights '
                 f'({origin})')
     if source == 'masks':

@@ -7,10 +7,9 @@ _base_ = [
     'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
     '../slak_downstream.py'
 ]
-# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# mmslak also registers the checked datasets (labels, boxes, files: README
 # "Bad input")
-custom_imports = dict(
-    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 model = dict(
     backbone={{_base_.slak_tiny_backbone}},
     neck=dict(in_channels={{_base_.slak_tiny_channels}}))

@@ -4,10 +4,9 @@ _base_ = [
     'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py',
     '../slak_downstream.py'
 ]
-# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# mmslak also registers the checked datasets (labels, boxes, files: README
 # "Bad input")
-custom_imports = dict(
-    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 model = dict(
     backbone={{_base_.slak_tiny_backbone}},
     neck=dict(in_channels={{_base_.slak_tiny_channels}}))

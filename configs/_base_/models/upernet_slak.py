@@ -4,10 +4,9 @@
 # backbone swapped. Weights: an ImageNet SLaK checkpoint with `backbone.*`
 # keys (README "Checkpoints").
 _base_ = ['mmseg::_base_/models/upernet_convnext.py', '../slak_downstream.py']
-# mmslak.datasets: the checked datasets (labels, boxes, files: README
+# mmslak also registers the checked datasets (labels, boxes, files: README
 # "Bad input")
-custom_imports = dict(
-    imports=['mmslak', 'mmslak.datasets'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 model = dict(
     backbone={{_base_.slak_tiny_backbone}},
     decode_head=dict(

@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401
@@ -43,24 +42,23 @@ class _Model(BaseModel):
         return logits
 
 
-def _runner(work_dir, max_iters=4, resume=False):
-    return Runner(
-        model=_Model(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=_Data(),
-            sampler=dict(type='InfiniteSampler', shuffle=False),
-            batch_size=2,
-            collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(
+@pytest.fixture
+def make_runner(plain_runner):
+    """The shared tiny Runner on this file's model and data, writing its
+    checkpoints with AtomicCheckpointHook every 2 iterations."""
+
+    def make(work_dir, max_iters=4, resume=False):
+        return plain_runner.build_runner(
+            work_dir,
+            max_iters,
             checkpoint=dict(
                 type='AtomicCheckpointHook', interval=2, by_epoch=False),
-            logger=dict(type='LoggerHook', interval=1)),
-        resume=resume,
-        log_level='WARNING',
-        default_scope='mmengine')
+            model=_Model(),
+            dataset=_Data(),
+            resume=resume,
+            log_level='WARNING')
+
+    return make
 
 
 def _pointer(work_dir):
@@ -96,11 +94,11 @@ def _disk_fills_up(monkeypatch, written):
     monkeypatch.setattr(os, 'fdopen', lambda *a, **k: Filling(real(*a, **k)))
 
 
-def _fail_at_iter4(tmp_path, monkeypatch, fault):
-    runner = _runner(tmp_path, max_iters=2)
+def _fail_at_iter4(make_runner, tmp_path, monkeypatch, fault):
+    runner = make_runner(tmp_path, max_iters=2)
     runner.train()
     assert _pointer(tmp_path) == osp.join(tmp_path, 'iter_2.pth')
-    runner = _runner(tmp_path, max_iters=4, resume=True)
+    runner = make_runner(tmp_path, max_iters=4, resume=True)
     fault(monkeypatch)
     with pytest.raises(CheckpointWriteError) as info:
         runner.train()
@@ -108,9 +106,10 @@ def _fail_at_iter4(tmp_path, monkeypatch, fault):
     return str(info.value)
 
 
-def test_disk_full_names_file_and_keeps_previous(tmp_path, monkeypatch):
+def test_disk_full_names_file_and_keeps_previous(tmp_path, monkeypatch,
+                                                 make_runner):
     written = []
-    message = _fail_at_iter4(tmp_path, monkeypatch,
+    message = _fail_at_iter4(make_runner, tmp_path, monkeypatch,
                              lambda mp: _disk_fills_up(mp, written))
     assert written and written[0] > 1000  # it failed mid-file
     assert osp.join(tmp_path, 'iter_4.pth') in message
@@ -122,7 +121,8 @@ def test_disk_full_names_file_and_keeps_previous(tmp_path, monkeypatch):
     assert [f for f in os.listdir(tmp_path) if f.endswith('.tmp')] == []
 
 
-def test_read_only_folder_names_file_and_reason(tmp_path, monkeypatch):
+def test_read_only_folder_names_file_and_reason(tmp_path, monkeypatch,
+                                                make_runner):
     # tests may run as root, which ignores file modes: the file system says
     # it is read-only when the writer creates its temporary file
     def read_only(mp):
@@ -132,19 +132,20 @@ def test_read_only_folder_names_file_and_reason(tmp_path, monkeypatch):
 
         mp.setattr('tempfile.mkstemp', refuse)
 
-    message = _fail_at_iter4(tmp_path, monkeypatch, read_only)
+    message = _fail_at_iter4(make_runner, tmp_path, monkeypatch, read_only)
     assert osp.join(tmp_path, 'iter_4.pth') in message
     assert 'Read-only file system' in message
     assert load_checkpoint_file(_pointer(tmp_path))['meta']['iter'] == 2
 
 
-def _start_and_log(work_dir, train_logged):
-    return train_logged(_runner(work_dir, max_iters=4, resume=True))
+def _start_and_log(make_runner, work_dir, train_logged):
+    return train_logged(make_runner(work_dir, max_iters=4, resume=True))
 
 
 @pytest.mark.parametrize('damage', ['empty', 'truncated', 'missing'])
-def test_torn_pointer_is_repaired_at_start(tmp_path, train_logged, damage):
-    _runner(tmp_path, max_iters=4).train()
+def test_torn_pointer_is_repaired_at_start(tmp_path, train_logged, damage,
+                                           make_runner):
+    make_runner(tmp_path, max_iters=4).train()
     pointer = osp.join(tmp_path, 'last_checkpoint')
     newest = osp.join(tmp_path, 'iter_4.pth')
     if damage == 'empty':
@@ -154,7 +155,7 @@ def test_torn_pointer_is_repaired_at_start(tmp_path, train_logged, damage):
         open(newest, 'wb').write(data[:len(data) // 2])
     else:
         os.remove(newest)
-    text = _start_and_log(tmp_path, train_logged)
+    text = _start_and_log(make_runner, tmp_path, train_logged)
     expected = {
         'empty': 'is empty',
         'truncated': 'which is truncated',
@@ -169,21 +170,22 @@ def test_torn_pointer_is_repaired_at_start(tmp_path, train_logged, damage):
     assert load_checkpoint_file(newest)['meta']['iter'] == 4
 
 
-def test_no_complete_checkpoint_left(tmp_path, train_logged):
+def test_no_complete_checkpoint_left(tmp_path, train_logged, make_runner):
     open(tmp_path / 'iter_2.pth', 'wb').write(b'PK\x03\x04 not a zip')
     open(tmp_path / 'last_checkpoint', 'w').write(str(tmp_path / 'iter_2.pth'))
-    text = _start_and_log(tmp_path, train_logged)
+    text = _start_and_log(make_runner, tmp_path, train_logged)
     assert 'no complete checkpoint is left' in text
     assert load_checkpoint_file(_pointer(tmp_path))['meta']['iter'] == 4
 
 
-def test_temporaries_of_a_killed_write_are_removed(tmp_path, train_logged):
-    _runner(tmp_path, max_iters=2).train()
+def test_temporaries_of_a_killed_write_are_removed(tmp_path, train_logged,
+                                                   make_runner):
+    make_runner(tmp_path, max_iters=2).train()
     stale = tmp_path / '.iter_4.pth.k2j3h4.tmp'
     stale.write_bytes(b'half a checkpoint')
     mine = tmp_path / '.notes.tmp'  # not a checkpoint temporary: kept
     mine.write_bytes(b'x')
-    text = _start_and_log(tmp_path, train_logged)
+    text = _start_and_log(make_runner, tmp_path, train_logged)
     assert 'removed the temporary file .iter_4.pth.k2j3h4.tmp' in text
     assert not stale.exists() and mine.exists()
 

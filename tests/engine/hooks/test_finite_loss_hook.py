@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
-from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401
@@ -38,27 +37,27 @@ class _Model(BaseModel):
         return dict(loss_main=out**2, loss_aux=aux)
 
 
-def _runner(work_dir, action):
-    return Runner(
-        model=_Model(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=_Data(),
-            sampler=dict(type='InfiniteSampler', shuffle=False),
-            batch_size=2,
-            collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=5),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(
+@pytest.fixture
+def make_runner(plain_runner):
+    """The shared tiny Runner on this file's model and data, 5 iterations,
+    with FiniteLossHook(``action``) and atomic checkpoints every 2."""
+
+    def make(work_dir, action):
+        return plain_runner.build_runner(
+            work_dir,
+            5,
             checkpoint=dict(
-                type='AtomicCheckpointHook', interval=2, by_epoch=False)),
-        custom_hooks=[dict(type='FiniteLossHook', action=action)],
-        log_level='WARNING',
-        default_scope='mmengine')
+                type='AtomicCheckpointHook', interval=2, by_epoch=False),
+            model=_Model(),
+            dataset=_Data(),
+            custom_hooks=[dict(type='FiniteLossHook', action=action)],
+            log_level='WARNING')
+
+    return make
 
 
-def test_nan_stops_with_iteration_terms_and_checkpoint(tmp_path):
-    runner = _runner(tmp_path, 'stop')
+def test_nan_stops_with_iteration_terms_and_checkpoint(tmp_path, make_runner):
+    runner = make_runner(tmp_path, 'stop')
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
     message = str(info.value)
@@ -72,8 +71,8 @@ def test_nan_stops_with_iteration_terms_and_checkpoint(tmp_path):
                        runner.model.fc.weight.detach())
 
 
-def test_nan_step_skipped(tmp_path, train_logged):
-    runner = _runner(tmp_path, 'skip')
+def test_nan_step_skipped(tmp_path, train_logged, make_runner):
+    runner = make_runner(tmp_path, 'skip')
     text = train_logged(runner)
     assert 'skipped the step: loss nan at iteration 3' in text
     assert text.count('skipped the step') == 1

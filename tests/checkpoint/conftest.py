@@ -1,8 +1,10 @@
 """A tiny, deterministic mmengine training set-up shared by the checkpoint
-tests (also run as a script in a fresh process by the resume tests)."""
-import argparse
+tests, served as fixtures (``toy_runner``, ``toy_state``, ``tiny_arch``);
+``train_toy.py`` runs it in a fresh process for the resume tests."""
+import copy
 import os.path as osp
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -43,14 +45,6 @@ class ToyClassifier(BaseModel):
         if mode == 'loss':
             return dict(loss=F.cross_entropy(logits, targets))
         return logits
-
-
-def sparse_hook_available() -> bool:
-    try:
-        from mmslak.engine.hooks import SparseTrainingHook  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def build_runner(work_dir: str,
@@ -150,21 +144,26 @@ def state_of(runner) -> dict:
     return state
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('work_dir')
-    parser.add_argument('--by-epoch', action='store_true')
-    parser.add_argument('--length', type=int, required=True)
-    parser.add_argument('--interval', type=int, required=True)
-    parser.add_argument('--resume-from')
-    parser.add_argument('--sparse', action='store_true')
-    parser.add_argument('--out', required=True)
-    args = parser.parse_args()
-    runner = build_runner(args.work_dir, args.by_epoch, args.length,
-                          args.interval, args.resume_from, args.sparse)
-    runner.train()
-    torch.save(state_of(runner), osp.join(args.out))
+@pytest.fixture(scope='session')
+def toy_runner():
+    """:func:`build_runner`."""
+    return build_runner
 
 
-if __name__ == '__main__':
-    main()
+@pytest.fixture(scope='session')
+def toy_state():
+    """:func:`state_of`."""
+    return state_of
+
+
+@pytest.fixture
+def tiny_arch():
+    """The 2-stage SLaK arch of the toy classifier (a fresh copy)."""
+    return copy.deepcopy(TINY_ARCH)
+
+
+@pytest.fixture(scope='session')
+def train_toy_script():
+    """``train_toy.py``: :func:`build_runner` + ``train()`` in a child
+    process, saving :func:`state_of` to ``--out``."""
+    return osp.join(osp.dirname(osp.abspath(__file__)), 'train_toy.py')

@@ -1,11 +1,12 @@
-"""A tiny SLaK classifier, data and Runner shared by the sparse tests.
-
-Also a script: ``python tiny_setup.py resume WORK_DIR CKPT OUT`` resumes a
-run in a fresh process (used by the resume test).
+"""A tiny SLaK classifier, data and Runner shared by the sparse tests,
+served as fixtures of the same names (``build_runner``, ``sparse_hook``,
+``final_state``, ``resume_hook``, ``tiny_slak_classifier``, ``random_images``);
+``tiny_child.py`` runs them in fresh processes (resume, DDP).
 """
-import os
-import sys
+import copy
+import os.path as osp
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -135,44 +136,42 @@ RESUME_HOOK = dict(
     seed=3)
 
 
-def _resume_main(work_dir, ckpt, out, max_iters):
-    torch.use_deterministic_algorithms(True)
-    runner = build_runner(
-        work_dir,
-        dict(RESUME_HOOK),
-        max_iters=max_iters,
-        resume=True,
-        load_from=ckpt,
-        name='resumed')
-    runner.train()
-    torch.save(final_state(runner), out)
+@pytest.fixture(name='build_runner', scope='session')
+def _build_runner():
+    return build_runner
 
 
-def _ddp_worker(rank, world_size, port, work_dir, out_dir):
-    os.environ.update(
-        MASTER_ADDR='127.0.0.1',
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        'gloo', rank=rank, world_size=world_size)
-    # a different seed per rank: only the broadcast can make masks agree
-    hook = dict(
-        type='SparseTrainingHook',
-        density=0.5,
-        init='snip',
-        update_interval=2,
-        prune_rate=0.5,
-        seed=100 + rank)
-    runner = build_runner(
-        work_dir, hook, max_iters=8, launcher='pytorch', name='ddp')
-    runner.train()
-    torch.save(final_state(runner), os.path.join(out_dir, f'{rank}.pth'))
-    torch.distributed.destroy_process_group()
+@pytest.fixture(name='sparse_hook', scope='session')
+def _sparse_hook():
+    return sparse_hook
 
 
-if __name__ == '__main__':
-    if sys.argv[1] == 'resume':
-        _resume_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+@pytest.fixture(name='final_state', scope='session')
+def _final_state():
+    return final_state
+
+
+@pytest.fixture(scope='session')
+def resume_hook():
+    """The SparseTrainingHook config of the resume tests (copy it before
+    changing it)."""
+    return copy.deepcopy(RESUME_HOOK)
+
+
+@pytest.fixture(scope='session')
+def tiny_slak_classifier():
+    """The :class:`TinySLaKClassifier` class."""
+    return TinySLaKClassifier
+
+
+@pytest.fixture(scope='session')
+def random_images():
+    """The :class:`RandomImages` dataset class."""
+    return RandomImages
+
+
+@pytest.fixture(scope='session')
+def tiny_child_script():
+    """``tiny_child.py``: resume (``resume WORK_DIR CKPT OUT ITERS``) or a
+    2-rank gloo DDP run (``ddp WORK_DIR OUT_DIR``) in a child process."""
+    return osp.join(osp.dirname(osp.abspath(__file__)), 'tiny_child.py')

@@ -11,6 +11,19 @@ import triton.language as tl
 
 
 @triton.jit
+def _load_taps(row, ws, js, pw, W, KW, sxw, sxc, cs, cmask):
+    """The (BW, BJ, BC) input window x[row, ws + js - pw, cs] in fp32, zero
+    outside the map, past the kernel's KW taps and past the C channels."""
+    col = ws[:, None] + js[None, :] - pw  # (BW, BJ)
+    m = ((col >= 0) & (col < W) &
+         (js[None, :] < KW))[:, :, None] & cmask[None, None, :]
+    return tl.load(
+        row + col[:, :, None] * sxw + cs[None, None, :] * sxc,
+        mask=m,
+        other=0.).to(tl.float32)
+
+
+@triton.jit
 def dwconv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W, KH, KW, sxn, sxc,
                       sxh, sxw, syn, syc, syh, syw, HAS_BIAS: tl.constexpr,
                       FLIP: tl.constexpr, BW: tl.constexpr, BJ: tl.constexpr,
@@ -32,13 +45,7 @@ def dwconv_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, H, W, KH, KW, sxn, sxc,
         wi = KH - 1 - i if FLIP else i
         for j0 in range(0, KW, BJ):
             js = j0 + tl.arange(0, BJ)
-            col = ws[:, None] + js[None, :] - pw  # (BW, BJ)
-            m = ((col >= 0) & (col < W) &
-                 (js[None, :] < KW))[:, :, None] & cmask[None, None, :]
-            xv = tl.load(
-                row + col[:, :, None] * sxw + cs[None, None, :] * sxc,
-                mask=m,
-                other=0.).to(tl.float32)
+            xv = _load_taps(row, ws, js, pw, W, KW, sxw, sxc, cs, cmask)
             wj = KW - 1 - js if FLIP else js
             wv = tl.load(
                 w_ptr + cs[None, :] * (KH * KW) + wi * KW + wj[:, None],
@@ -79,13 +86,7 @@ def dwconv_wgrad_kernel(x_ptr, g_ptr, dw_ptr, C, H, W, KH, KW, sxn, sxc, sxh,
                 grow + ws[:, None] * sgw + cs[None, :] * sgc,
                 mask=gm,
                 other=0.).to(tl.float32)
-            col = ws[:, None] + js[None, :] - pw  # (BW, BJ)
-            xm = ((col >= 0) & (col < W) &
-                  (js[None, :] < KW))[:, :, None] & cmask[None, None, :]
-            xv = tl.load(
-                xrow + col[:, :, None] * sxw + cs[None, None, :] * sxc,
-                mask=xm,
-                other=0.).to(tl.float32)
+            xv = _load_taps(xrow, ws, js, pw, W, KW, sxw, sxc, cs, cmask)
             acc += tl.sum(gv[:, None, :] * xv, axis=0)
     out = dw_ptr + cs[None, :] * (KH * KW) + i * KW + js[:, None]
     tl.atomic_add(

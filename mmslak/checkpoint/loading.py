@@ -85,12 +85,18 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
     # 'WeightsUnpickler error:'.
     msg = str(e).split('WeightsUnpickler error:')[-1].strip()
     offending = _offending_global(msg)
+    # The blocked-module refusal has no 'WeightsUnpickler error:': its reason
+    # follows torch's advice to retry with weights_only=False; quote the
+    # reason (the line naming the offender), never that advice.
+    reason = next(
+        (line for line in msg.splitlines() if offending and offending in line),
+        msg.splitlines()[0])
     if offending is None and not any(
             s in msg for s in ('unrecognized function', 'Can only',
                                'allowlist', 'blocked')):
         return CorruptCheckpointError(
             f'checkpoint {name!r} is not a readable torch checkpoint '
-            f'(truncated or corrupt): {msg.splitlines()[0]}')
+            f'(truncated or corrupt): {reason}')
     what = f'the global {offending!r}' if offending else \
         'an object that is not on the allow-list'
     return UnsafeCheckpointError(
@@ -99,7 +105,7 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
         'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
         'unpickling it could run arbitrary code. Nothing was executed. '
         'Only if you trust the file, convert it to a weights-only '
-        f'checkpoint yourself. (torch: {msg.splitlines()[0]})')
+        f'checkpoint yourself. (torch: {reason})')
 
 
 def load_checkpoint_file(filename,

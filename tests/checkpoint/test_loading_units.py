@@ -7,6 +7,7 @@ import argparse
 import io
 import os
 import os.path as osp
+import pathlib
 import pickle
 from collections import OrderedDict
 
@@ -130,33 +131,94 @@ def test_file_object_without_display_name_is_named_by_its_repr(tmp_path):
         '(truncated or corrupt): Unsupported operand 73')
 
 
-def test_file_object_without_getbuffer_is_read(tmp_path):
+class _Reader(io.RawIOBase):
+    """A readable, seekable file object with no getbuffer() (its size is
+    unknown to the loader)."""
 
-    class Reader(io.RawIOBase):
-        """A readable, seekable file object with no getbuffer()."""
+    def __init__(self, data):
+        self.inner = io.BytesIO(data)
 
-        def __init__(self, data):
-            self.inner = io.BytesIO(data)
+    def readable(self):
+        return True
 
-        def readable(self):
-            return True
+    def seekable(self):
+        return True
 
-        def seekable(self):
-            return True
+    def readinto(self, b):
+        return self.inner.readinto(b)
 
-        def readinto(self, b):
-            return self.inner.readinto(b)
+    def seek(self, *args):
+        return self.inner.seek(*args)
 
-        def seek(self, *args):
-            return self.inner.seek(*args)
+    def tell(self):
+        return self.inner.tell()
 
-        def tell(self):
-            return self.inner.tell()
 
+def _saved(obj) -> bytes:
     buffer = io.BytesIO()
-    torch.save(dict(w=torch.arange(3.)), buffer)
-    got = load_checkpoint_file(io.BufferedReader(Reader(buffer.getvalue())))
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+ZIP_CUT = ('RuntimeError: PytorchStreamReader failed reading zip archive: '
+           'failed finding central directory')
+
+
+def test_file_object_without_getbuffer_is_read():
+    got = load_checkpoint_file(
+        io.BufferedReader(_Reader(_saved(dict(w=torch.arange(3.))))))
     assert list(got) == ['w'] and got['w'].tolist() == [0., 1., 2.]
+
+
+def test_truncated_zip_names_size_and_torch_reason(tmp_path):
+    path = tmp_path / 'cut.pth'
+    path.write_bytes(_saved(dict(w=torch.ones(100)))[:700])
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(str(path))
+    assert str(info.value).startswith(
+        f'checkpoint {str(path)!r} is not a readable torch checkpoint '
+        f'(truncated or corrupt; 700 bytes): {ZIP_CUT}')
+    # a file object of unknown size: no size in the message
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(
+            io.BufferedReader(_Reader(path.read_bytes())), display_name='f')
+    assert str(info.value).startswith(
+        "checkpoint 'f' is not a readable torch checkpoint (truncated or "
+        f'corrupt): {ZIP_CUT}')
+
+
+def test_garbage_file_object_is_refused_by_its_first_four_bytes():
+    buffer = io.BytesIO(b'not a checkpoint' * 10)
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint_file(buffer, display_name='buf')
+    assert str(info.value) == (
+        "'buf' is not a PyTorch checkpoint: it is neither a zip archive "
+        '(torch.save) nor a pickle (legacy torch.save); it starts with '
+        "b'not '")
+    assert buffer.tell() == 0  # put back where it was
+
+
+class _TouchOnLoad:
+    """Unpickling this creates ``path`` (stands for arbitrary code)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path), ))
+
+
+def test_force_no_weights_only_env_cannot_switch_it_off(tmp_path, monkeypatch):
+    marker = tmp_path / 'code_ran'
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(meta=_TouchOnLoad(str(marker))), path)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(UnsafeCheckpointError, match='pathlib.Path'):
+        load_checkpoint_file(path)
+    assert not marker.exists()
+    # the variable is live: torch.load without weights_only runs the payload
+    torch.load(path)
+    assert marker.exists()
 
 
 def test_expanduser_on_paths(tmp_path, monkeypatch):
@@ -346,7 +408,7 @@ def _filled(width=3, value=0.5):
     return net
 
 
-def test_load_state_dict_checked_copies_and_strips_ddp_prefix():
+def test_load_state_dict_checked_copies_and_strips_the_module_prefix():
     src, dst = _filled(), Net()
     ckpt = dict(state_dict={
         f'module.{k}': v

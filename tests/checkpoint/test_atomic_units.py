@@ -16,30 +16,16 @@ from mmslak.checkpoint import AtomicLocalBackend, atomic_write_bytes
 def test_temporary_file_is_hidden_beside_the_output(tmp_path, monkeypatch):
     target = tmp_path / 'out' / 'ckpt.pth'
     seen = []
-    real_fdopen = os.fdopen
+    real_replace = os.replace
 
-    class Spy:
+    def spy(src, dst):
+        seen.extend(os.listdir(target.parent))
+        assert open(src, 'rb').read() == b'new'  # complete before renaming
+        return real_replace(src, dst)
 
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            seen.extend(os.listdir(target.parent))
-            return self.f.write(data)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    monkeypatch.setattr(os, 'fdopen',
-                        lambda *a, **k: Spy(real_fdopen(*a, **k)))
+    monkeypatch.setattr(atomic.os, 'replace', spy)
     atomic_write_bytes(b'new', str(target))
-    # exactly one file while writing: '.ckpt.pth.<random>.tmp', in the
+    # exactly one file before the rename: '.ckpt.pth.<random>.tmp', in the
     # output's own folder (os.replace cannot cross file systems)
     assert len(seen) == 1, seen
     assert re.fullmatch(r'\.ckpt\.pth\.[A-Za-z0-9_]+\.tmp', seen[0]), seen

@@ -46,58 +46,44 @@ def _unicode(text: str) -> bytes:
 
 SEVEN = pickle.BININT1 + b'\x07'
 
+# (id, pickle body, what the refusal says is needed, torch's reason line)
+REFUSALS = [
+    # REDUCE calling '': torch's reason ends at 'unrecognized function '
+    # (its trailing space kept) and names nothing
+    ('reduce_unnamed', _unicode('') + pickle.EMPTY_TUPLE + pickle.REDUCE,
+     'an object that is not on the allow-list',
+     'Trying to call reduce for unrecognized function '),
+    ('reduce_7', SEVEN + pickle.EMPTY_TUPLE + pickle.REDUCE, "the global '7'",
+     'Trying to call reduce for unrecognized function 7'),
+    ('newobj_7', SEVEN + pickle.EMPTY_TUPLE + pickle.NEWOBJ,
+     'an object that is not on the allow-list',
+     'Can only create new object for nn.Parameter or classes allowlisted '
+     'via `add_safe_globals` but got 7'),
+    ('build_dict', pickle.EMPTY_DICT + pickle.EMPTY_DICT + pickle.BUILD,
+     "the global 'dict'",
+     'Can only build Tensor, Parameter, OrderedDict or types allowlisted '
+     "via `add_safe_globals`, but got <class 'dict'>"),
+    # torch puts its advice to retry with weights_only=False before this
+    # reason (and no 'WeightsUnpickler error:'): the reason is quoted
+    ('blocked_module', pickle.GLOBAL + b'sys\nexit\n', "the global 'sys.exit'",
+     'Trying to load unsupported GLOBAL sys.exit whose module sys is '
+     'blocked.'),
+]
 
-def _refusal(path: str, what: str, torch_line: str) -> str:
-    return (f'refusing to load checkpoint {path!r}: unpickling it needs '
-            f'{what}, {ALLOW_LIST_TEXT} (torch: {torch_line})')
 
-
-def test_reduce_on_an_unnamed_object_is_unsafe(tmp_path):
-    # REDUCE calling '' : torch's refusal ends at 'unrecognized function'
-    # and names nothing
-    path = _pickle_file(tmp_path, 'reduce.pth',
-                        _unicode('') + pickle.EMPTY_TUPLE + pickle.REDUCE)
+@pytest.mark.parametrize(
+    'body, what, torch_line', [r[1:] for r in REFUSALS],
+    ids=[r[0] for r in REFUSALS])
+def test_refusal_names_what_is_needed_and_quotes_torchs_reason(
+        tmp_path, body, what, torch_line):
+    path = _pickle_file(tmp_path, 'payload.pth', body)
     with pytest.raises(UnsafeCheckpointError) as info:
         load_checkpoint_file(path)
-    assert str(info.value) == _refusal(
-        path, 'an object that is not on the allow-list',
-        'Trying to call reduce for unrecognized function ')  # torch's space
-
-
-def test_newobj_on_a_non_class_is_unsafe(tmp_path):
-    path = _pickle_file(tmp_path, 'newobj.pth',
-                        SEVEN + pickle.EMPTY_TUPLE + pickle.NEWOBJ)
-    with pytest.raises(UnsafeCheckpointError) as info:
-        load_checkpoint_file(path)
-    assert str(info.value) == _refusal(
-        path, 'an object that is not on the allow-list',
-        'Can only create new object for nn.Parameter or classes allowlisted '
-        'via `add_safe_globals` but got 7')
-
-
-def test_build_on_a_plain_dict_names_its_class(tmp_path):
-    path = _pickle_file(tmp_path, 'build.pth',
-                        pickle.EMPTY_DICT + pickle.EMPTY_DICT + pickle.BUILD)
-    with pytest.raises(UnsafeCheckpointError) as info:
-        load_checkpoint_file(path)
-    assert str(info.value) == _refusal(
-        path, "the global 'dict'",
-        'Can only build Tensor, Parameter, OrderedDict or types allowlisted '
-        "via `add_safe_globals`, but got <class 'dict'>")
-
-
-def test_blocked_module_quotes_the_reason_not_the_retry_advice(tmp_path):
-    # torch puts 'retry with weights_only=False' before this reason; the
-    # refusal must quote the reason and never that advice
-    path = _pickle_file(tmp_path, 'blocked.pth',
-                        pickle.GLOBAL + b'sys\nexit\n')
-    with pytest.raises(UnsafeCheckpointError) as info:
-        load_checkpoint_file(path)
-    assert str(info.value) == _refusal(
-        path, "the global 'sys.exit'",
-        'Trying to load unsupported GLOBAL sys.exit whose module sys is '
-        'blocked.')
-    assert 'weights_only' not in str(info.value)
+    assert isinstance(info.value, pickle.UnpicklingError)
+    assert str(info.value) == (
+        f'refusing to load checkpoint {path!r}: unpickling it needs '
+        f'{what}, {ALLOW_LIST_TEXT} (torch: {torch_line})')
+    assert 'weights_only' not in str(info.value)  # never torch's advice
 
 
 def test_unsupported_opcode_is_corrupt_not_unsafe(tmp_path):
@@ -109,17 +95,6 @@ def test_unsupported_opcode_is_corrupt_not_unsafe(tmp_path):
     assert str(info.value) == (
         f'checkpoint {path!r} is not a readable torch checkpoint (truncated '
         'or corrupt): Unsupported operand 73')
-
-
-def test_unsafe_error_is_also_an_unpickling_error(tmp_path):
-    path = _pickle_file(tmp_path, 'reduce7.pth',
-                        SEVEN + pickle.EMPTY_TUPLE + pickle.REDUCE)
-    with pytest.raises(pickle.UnpicklingError) as info:
-        load_checkpoint_file(path)
-    assert isinstance(info.value, UnsafeCheckpointError)
-    assert str(info.value) == _refusal(
-        path, "the global '7'",
-        'Trying to call reduce for unrecognized function 7')
 
 
 def test_file_object_without_display_name_is_named_by_its_repr(tmp_path):
@@ -231,28 +206,24 @@ def test_expanduser_on_paths(tmp_path, monkeypatch):
     assert str(info.value) == f'checkpoint {missing!r} does not exist'
 
 
-def test_empty_file_message(tmp_path):
-    path = tmp_path / 'empty.pth'
-    path.write_bytes(b'')
-    with pytest.raises(CorruptCheckpointError) as info:
-        load_checkpoint_file(str(path))
-    assert str(info.value) == (
-        f'checkpoint {str(path)!r} is empty (0 bytes); was its writing '
-        'interrupted?')
-    with pytest.raises(CorruptCheckpointError) as info:
-        load_checkpoint_file(str(path), display_name='shown.pth')
-    assert str(info.value).startswith("checkpoint 'shown.pth' is empty")
-
-
-def test_truncated_pickle_message_names_size_and_torch_error(tmp_path):
-    # a legacy pickle cut after PROTO: torch reads past the end (EOFError)
-    path = tmp_path / 'cut.pth'
-    path.write_bytes(b'\x80\x02')
-    with pytest.raises(CorruptCheckpointError) as info:
-        load_checkpoint_file(str(path))
-    assert str(info.value) == (
-        f'checkpoint {str(path)!r} is not a readable torch checkpoint '
-        '(truncated or corrupt; 2 bytes): EOFError: ')
+@pytest.mark.parametrize(
+    'data, message',
+    [
+        (b'', '{name} is empty (0 bytes); was its writing interrupted?'),
+        # a legacy pickle cut after PROTO: torch reads past its end
+        (b'\x80\x02', '{name} is not a readable torch checkpoint (truncated '
+         'or corrupt; 2 bytes): EOFError: ')
+    ],
+    ids=['empty', 'cut_pickle'])
+def test_empty_or_cut_file_message_names_file_or_display_name(
+        tmp_path, data, message):
+    path = tmp_path / 'bad.pth'
+    path.write_bytes(data)
+    for shown, name in [(None, str(path)), ('shown.pth', 'shown.pth')]:
+        with pytest.raises(CorruptCheckpointError) as info:
+            load_checkpoint_file(str(path), display_name=shown)
+        assert str(
+            info.value) == 'checkpoint ' + message.format(name=repr(name))
 
 
 # ---- state dicts -------------------------------------------------------
@@ -564,29 +535,22 @@ def test_pretrained_backbone_mismatch_names_prefix_and_refuses_all(
 # ---- read_checkpoint -----------------------------------------------------
 
 
-def test_read_checkpoint_local_defaults_to_cpu_and_passes_extra_globals(
-        tmp_path):
-    path = str(tmp_path / 'ns.pth')
-    torch.save(dict(args=argparse.Namespace(lr=0.5), w=torch.ones(1)), path)
-    with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
-        read_checkpoint(path)
-    got = read_checkpoint(path, extra_safe_globals=[argparse.Namespace])
-    assert got['args'].lr == 0.5 and got['w'].device.type == 'cpu'
-    assert read_checkpoint(path, 'meta', [argparse.Namespace])['w'].is_meta
-
-
-def test_read_checkpoint_url_passes_map_location_and_extra_globals(
-        tmp_path, monkeypatch):
-    # no network: the file sits in torch's hub cache under the URL's name
+@pytest.mark.parametrize('where', ['local', 'url'])
+def test_read_checkpoint_defaults_to_cpu_passes_location_and_globals(
+        tmp_path, monkeypatch, where):
+    # no network: a URL's file sits in torch's hub cache under its name
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     monkeypatch.setattr(torch.hub, '_hub_dir', None)
-    url = 'https://example.invalid/models/ns-url.pth'
-    cache = osp.join(torch.hub.get_dir(), 'checkpoints', 'ns-url.pth')
-    os.makedirs(osp.dirname(cache))
-    torch.save(dict(args=argparse.Namespace(lr=0.5), w=torch.ones(1)), cache)
+    source = {
+        'local': str(tmp_path / 'ns.pth'),
+        'url': 'https://example.invalid/models/ns-url.pth'
+    }[where]
+    path = source if where == 'local' else osp.join(
+        torch.hub.get_dir(), 'checkpoints', 'ns-url.pth')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save(dict(args=argparse.Namespace(lr=0.5), w=torch.ones(1)), path)
     with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
-        read_checkpoint(url)
-    got = read_checkpoint(url, extra_safe_globals=[argparse.Namespace])
+        read_checkpoint(source)
+    got = read_checkpoint(source, extra_safe_globals=[argparse.Namespace])
     assert got['args'].lr == 0.5 and got['w'].device.type == 'cpu'
-    got = read_checkpoint(url, 'meta', [argparse.Namespace])
-    assert got['w'].is_meta
+    assert read_checkpoint(source, 'meta', [argparse.Namespace])['w'].is_meta

@@ -12,6 +12,7 @@ import torch
 from test_atomic_checkpoint_hook import _runner
 
 import mmslak.engine.hooks.atomic_checkpoint_hook as hook_module
+from mmslak.checkpoint import load_checkpoint_file
 from mmslak.engine.hooks import AtomicCheckpointHook, CheckpointWriteError
 
 
@@ -151,3 +152,49 @@ def test_other_rank_without_pointer_names_its_previous(tmp_path, monkeypatch):
     previous = osp.join(tmp_path, 'iter_2.pth')
     assert _failed(runner) == _expected(tmp_path, 4, previous)
     assert not osp.exists(osp.join(tmp_path, 'last_checkpoint'))
+
+
+def test_best_checkpoint_resave_keeps_the_step_it_was_taken_at(tmp_path):
+    """After a new best, mmengine saves the latest checkpoint again with
+    meta iter = the iterations done (2), not runner.save_checkpoint's
+    default for a periodic save (iter + 1 = 3)."""
+    from mmengine.evaluator import BaseMetric, Evaluator
+    from mmengine.runner import Runner
+    from test_atomic_checkpoint_hook import _Data, _Model
+
+    class Count(BaseMetric):
+
+        def process(self, data_batch, data_samples):
+            self.results.append(1)
+
+        def compute_metrics(self, results):
+            return dict(acc=float(len(results)))
+
+    loader = dict(
+        dataset=_Data(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        collate_fn=dict(type='default_collate'))
+    runner = Runner(
+        model=_Model(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            loader, sampler=dict(type='InfiniteSampler', shuffle=False)),
+        train_cfg=dict(by_epoch=False, max_iters=2, val_interval=2),
+        val_dataloader=loader,
+        val_cfg=dict(),
+        val_evaluator=Evaluator([Count()]),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(
+            checkpoint=dict(
+                type='AtomicCheckpointHook',
+                interval=2,
+                by_epoch=False,
+                save_best='acc',
+                rule='greater')),
+        log_level='WARNING',
+        default_scope='mmengine')
+    runner.train()
+    ckpt = load_checkpoint_file(osp.join(tmp_path, 'iter_2.pth'))
+    assert ckpt['meta']['iter'] == 2 and ckpt['meta']['epoch'] == 0
+    assert ckpt['message_hub']['runtime_info']['best_score'] == 4.0

@@ -16,7 +16,7 @@ from mmslak.checkpoint import load_checkpoint_file
 from mmslak.engine.hooks import AtomicCheckpointHook, CheckpointWriteError
 
 
-def test_backend_for_local_out_dir_positional_args_and_file_client(tmp_path):
+def test_backend_for_local_out_dir_positional_args_and_old_file_args(tmp_path):
     assert AtomicCheckpointHook(out_dir=str(tmp_path)).backend_args == dict(
         backend='atomic_local')
     assert AtomicCheckpointHook(3).interval == 3

@@ -85,12 +85,19 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
     # 'WeightsUnpickler error:'.
     msg = str(e).split('WeightsUnpickler error:')[-1].strip()
     offending = _offending_global(msg)
+    # The blocked-module refusal has no 'WeightsUnpickler error:': its reason
+    # follows torch's advice to retry with weights_only=False; quote the
+    # reason (the line naming the offender), never that advice.
+    reason = next(
+        (line for line in msg.splitlines() if offending and offending in line),
+        msg.splitlines()[0])
+    # torch 2.14's refusals that name no class: REDUCE ('unrecognized
+    # function') and NEWOBJ on a non-class ('Can only create new object')
     if offending is None and not any(
-            s in msg for s in ('unrecognized function', 'Can only',
-                               'allowlist', 'blocked')):
+            s in msg for s in ('unrecognized function', 'Can only')):
         return CorruptCheckpointError(
             f'checkpoint {name!r} is not a readable torch checkpoint '
-            f'(truncated or corrupt): {msg.splitlines()[0]}')
+            f'(truncated or corrupt): {reason}')
     what = f'the global {offending!r}' if offending else \
         'an object that is not on the allow-list'
     return UnsafeCheckpointError(
@@ -99,7 +106,7 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
         'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
         'unpickling it could run arbitrary code. Nothing was executed. '
         'Only if you trust the file, convert it to a weights-only '
-        f'checkpoint yourself. (torch: {msg.splitlines()[0]})')
+        f'checkpoint yourself. (torch: {reason})')
 
 
 def load_checkpoint_file(filename,
@@ -124,8 +131,8 @@ def load_checkpoint_file(filename,
         CorruptCheckpointError: empty, truncated or not a checkpoint.
     """
     if hasattr(filename, 'read'):
-        size = filename.getbuffer().nbytes if hasattr(filename,
-                                                      'getbuffer') else -1
+        size = filename.getbuffer().nbytes if hasattr(
+            filename, 'getbuffer') else None  # unknown
         name = display_name or repr(filename)
     else:
         filename = osp.expanduser(str(filename))
@@ -148,9 +155,10 @@ def load_checkpoint_file(filename,
         raise _unpickling_error(e, name) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as e:
+        size_text = '' if size is None else f'; {size} bytes'
         raise CorruptCheckpointError(
             f'checkpoint {name!r} is not a readable torch checkpoint '
-            f'(truncated or corrupt; {size} bytes): '
+            f'(truncated or corrupt{size_text}): '
             f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
         ) from None
 

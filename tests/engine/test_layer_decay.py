@@ -202,25 +202,205 @@ def test_one_step_under_a_scheduler_moves_each_param_by_its_lr():
             p.detach(), torch.full_like(p, -want), rtol=1e-5, atol=0), name
 
 
-@pytest.mark.parametrize('paramwise_cfg, match', [
-    (dict(decay_type='layer_wise', num_layers=6), 'decay_rate'),
-    (dict(decay_rate=0.9, decay_type='block_wise'), 'decay_type'),
-    (dict(decay_rate=0.9, num_layers=12), 'does not match'),
-    (dict(decay_rate=0.9, decay_type='stage_wise'), 'num_layers'),
-    (dict(decay_rate=0.9, lr_mult=2.), 'lr_mult'),
-    (dict(decay_rate=1.5), 'decay_rate'),
+KEYS = ("('decay_rate', 'layer_decay_rate', 'decay_type', 'num_layers', "
+        "'bias_decay_mult', 'norm_decay_mult', 'flat_decay_mult', "
+        "'custom_keys')")
+
+
+@pytest.mark.parametrize('paramwise_cfg, error, message', [
+    (dict(decay_type='layer_wise', num_layers=6), ValueError,
+     'LayerDecayOptimWrapperConstructor needs paramwise_cfg.decay_rate in '
+     "(0, 1] (e.g. 0.9); got paramwise_cfg={'decay_type': 'layer_wise', "
+     "'num_layers': 6}"),
+    (dict(decay_rate=0.9, decay_type='block_wise'), ValueError,
+     "decay_type must be one of ('layer_wise', 'stage_wise'), got "
+     "'block_wise'"),
+    (dict(decay_rate=0.9, num_layers=12), ValueError,
+     'paramwise_cfg.num_layers=12 does not match the 6 layers of the '
+     'backbone SLaK (get_layer_depth)'),
+    (dict(decay_rate=0.9, decay_type='stage_wise'), ValueError,
+     "decay_type='stage_wise' needs paramwise_cfg.num_layers (6 for SLaK-T, "
+     '12 for SLaK-S/B)'),
+    (dict(decay_rate=0.9, lr_mult=2., zz=1), ValueError,
+     'LayerDecayOptimWrapperConstructor does not support the paramwise_cfg '
+     f"keys ['lr_mult', 'zz'] (supported: {KEYS})"),
+    (dict(decay_rate=1.5), ValueError,
+     'LayerDecayOptimWrapperConstructor needs paramwise_cfg.decay_rate in '
+     "(0, 1] (e.g. 0.9); got paramwise_cfg={'decay_rate': 1.5}"),
+    (dict(decay_rate=0.), ValueError,
+     'LayerDecayOptimWrapperConstructor needs paramwise_cfg.decay_rate in '
+     "(0, 1] (e.g. 0.9); got paramwise_cfg={'decay_rate': 0.0}"),
 ])
-def test_bad_config(paramwise_cfg, match):
+def test_bad_config_message(paramwise_cfg, error, message):
     init_default_scope('mmpretrain')
     from mmengine.registry import MODELS
     model = MODELS.build(dict(type='ImageClassifier', backbone=BACKBONE))
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises(error) as info:
         build_optim_wrapper(
             model,
             dict(
-                optimizer=dict(type='AdamW', lr=BASE_LR),
+                optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
                 constructor='LayerDecayOptimWrapperConstructor',
                 paramwise_cfg=paramwise_cfg))
+    assert str(info.value) == message
+
+
+def _classifier():
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=BACKBONE,
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=16)))
+
+
+@pytest.mark.parametrize('optimizer', [
+    dict(type='AdamW', lr=BASE_LR),
+    dict(type='AdamW', lr=BASE_LR, weight_decay=None), None
+])
+def test_missing_weight_decay_is_a_clear_error(optimizer):
+    cfg = dict(
+        constructor='LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(decay_rate=0.9))
+    if optimizer is not None:
+        cfg['optimizer'] = optimizer
+    with pytest.raises(ValueError) as info:
+        build_optim_wrapper(_classifier(), cfg)
+    assert str(info.value) == (
+        'LayerDecayOptimWrapperConstructor needs optim_wrapper.optimizer.'
+        f'weight_decay (e.g. 0.05; 0 for none); got optimizer={optimizer}')
+
+
+def test_mmpretrain_base_fails_without_weight_decay_with_a_bare_key_error():
+    """Why the check above exists: mmpretrain's own constructor (our base
+    class) builds its debug log from every group's weight_decay."""
+    with pytest.raises(KeyError, match='weight_decay'):
+        build_optim_wrapper(
+            _classifier(),
+            dict(
+                optimizer=dict(type='AdamW', lr=BASE_LR),
+                constructor='LearningRateDecayOptimWrapperConstructor',
+                paramwise_cfg=dict(layer_decay_rate=0.9)))
+
+
+def _groups_by_name(model, wrapper):
+    group_of = {
+        id(p): g
+        for g in wrapper.optimizer.param_groups
+        for p in g['params']
+    }
+    return {n: group_of[id(p)] for n, p in model.named_parameters()}
+
+
+def _wrapper(model, weight_decay=WD, **paramwise):
+    return build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(
+                type='AdamW', lr=BASE_LR, weight_decay=weight_decay),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(decay_rate=0.9, **paramwise)))
+
+
+def test_zero_weight_decay_is_zero_for_every_group():
+    model = _classifier()
+    groups = _groups_by_name(model, _wrapper(model, weight_decay=0))
+    assert {g['weight_decay'] for g in groups.values()} == {0}
+    for name, g in groups.items():
+        want = BASE_LR * 0.9**(7 - expected_layer_id(name, 'layer_wise'))
+        assert g['lr'] == pytest.approx(want, rel=1e-12), name
+
+
+def test_flat_decay_mult_given_biases_still_get_none():
+    # the user's flat_decay_mult applies to 1-D weights; biases keep the
+    # default bias_decay_mult 0 (mmpretrain checks bias before flat)
+    model = _classifier()
+    groups = _groups_by_name(model, _wrapper(model, flat_decay_mult=0.5))
+    kinds = set()
+    for name, p in model.named_parameters():
+        if name.endswith('.bias'):
+            want, kind = 0., 'bias'
+        elif p.ndim == 1:
+            want, kind = WD * 0.5, 'flat'
+        else:
+            want, kind = WD, 'full'
+        kinds.add(kind)
+        assert groups[name]['weight_decay'] == pytest.approx(
+            want, rel=1e-12, abs=0), name
+    assert kinds == {'bias', 'flat', 'full'}
+    # and the other way round
+    groups = _groups_by_name(model, _wrapper(model, bias_decay_mult=0.3))
+    for name, p in model.named_parameters():
+        want = WD * 0.3 if name.endswith('.bias') else (
+            0. if p.ndim == 1 else WD)
+        assert groups[name]['weight_decay'] == pytest.approx(
+            want, rel=1e-12, abs=0), name
+
+
+def test_decay_rate_one_is_allowed_and_flat():
+    model = _classifier()
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(decay_rate=1)))
+    groups = _groups_by_name(model, wrapper)
+    assert {g['lr'] for g in groups.values()} == {BASE_LR}
+
+
+@pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
+def test_bare_backbone(decay_type):
+    init_default_scope('mmpretrain')
+    from mmengine.registry import MODELS
+    backbone = MODELS.build(BACKBONE)
+    groups = _groups_by_name(
+        backbone, _wrapper(backbone, decay_type=decay_type, num_layers=6))
+    seen = set()
+    for name in groups:
+        layer_id = expected_layer_id('backbone.' + name, decay_type)
+        seen.add(layer_id)
+        want = BASE_LR * 0.9**(7 - layer_id)
+        assert groups[name]['lr'] == pytest.approx(want, rel=1e-12), name
+    assert seen == (
+        set(range(8)) if decay_type == 'layer_wise' else {0, 1, 2, 3, 4, 7})
+
+
+class _Plain(torch.nn.Module):
+    """A model whose backbone has no get_layer_depth."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(2, 2)
+
+
+def test_model_without_backbone_is_refused_by_name():
+    with pytest.raises(TypeError) as info:
+        _wrapper(torch.nn.Linear(2, 2))
+    assert str(info.value) == (
+        'LayerDecayOptimWrapperConstructor needs a model with a `backbone` '
+        'attribute (ImageClassifier, EncoderDecoder, a detector) or a '
+        'backbone with `get_layer_depth`; got Linear')
+
+
+def test_layer_wise_needs_get_layer_depth_stage_wise_does_not():
+    with pytest.raises(TypeError) as info:
+        _wrapper(_Plain())
+    assert str(info.value) == (
+        "decay_type='layer_wise' needs a backbone with `get_layer_depth`; "
+        'Linear has none')
+    model = _Plain()
+    groups = _groups_by_name(
+        model, _wrapper(model, decay_type='stage_wise', num_layers=6))
+    # no stages nor downsampling layers: all at layer num_layers + 1
+    assert {
+        n: g['lr']
+        for n, g in groups.items()
+    } == {
+        'backbone.weight': BASE_LR,
+        'backbone.bias': BASE_LR
+    }
 
 
 def test_mmpretrain_keys_pass_through():

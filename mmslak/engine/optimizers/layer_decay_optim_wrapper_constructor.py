@@ -64,7 +64,8 @@ class LayerDecayOptimWrapperConstructor(
     """mmpretrain's layer-decay constructor for any model with a backbone,
     plus the stage-wise scheme.
 
-    ``paramwise_cfg`` keys:
+    ``optimizer.weight_decay`` is required (0 for none). ``paramwise_cfg``
+    keys:
 
     - ``decay_rate`` (float, required; mmpretrain's ``layer_decay_rate`` is
       accepted too): lr ratio between adjacent layers.
@@ -106,7 +107,15 @@ class LayerDecayOptimWrapperConstructor(
             raise ValueError(f'decay_type must be one of {DECAY_TYPES}, '
                              f'got {self.decay_type!r}')
         self.num_layers = cfg.pop('num_layers', None)
-        if optim_wrapper_cfg.get('optimizer', {}).get('weight_decay'):
+        # No default: without weight_decay mmpretrain's constructor leaves it
+        # out of every group (the optimizer's own default, AdamW's 0.01, would
+        # then decay norms and biases too) and fails with a bare KeyError.
+        if optim_wrapper_cfg.get('optimizer', {}).get('weight_decay') is None:
+            raise ValueError(
+                'LayerDecayOptimWrapperConstructor needs optim_wrapper.'
+                'optimizer.weight_decay (e.g. 0.05; 0 for none); got '
+                f"optimizer={optim_wrapper_cfg.get('optimizer')}")
+        if optim_wrapper_cfg['optimizer']['weight_decay']:
             cfg.setdefault('flat_decay_mult', 0.)
             cfg.setdefault('bias_decay_mult', 0.)
         super().__init__(optim_wrapper_cfg, cfg)

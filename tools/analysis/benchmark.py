@@ -499,7 +499,11 @@ def memory_child(args) -> None:
         for _ in range(2):
             variant.train_step(x)
         peak = _rss_kib('VmHWM') * 1024 - base
-    print(json.dumps({'peak_bytes': peak}))
+    # gradients + AdamW's two moments: 3 fp32 tensors per parameter,
+    # allocated by the first step (the weights exist before ``base``)
+    state = 3 * sum(p.numel() * p.element_size()
+                    for p in variant.model.parameters())
+    print(json.dumps({'peak_bytes': peak, 'state_bytes': state}))
 
 
 def bench_memory(args, results):
@@ -518,15 +522,22 @@ def bench_memory(args, results):
             str(size)
         ] + (['--amp'] if args.amp else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        peaks[name] = json.loads(
-            out.stdout.strip().splitlines()[-1])['peak_bytes']
+        peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])
     what = 'allocated by torch' if args.device.startswith('cuda') else \
         'process peak RSS'
     print(f'\npeak memory of 2 training steps at batch {bs} x {size} '
-          f'({what}, over the model and optimizer built)')
-    for name, peak in peaks.items():
-        print(f'  {LABELS[name]:<36} {peak / 2**20:8.0f} MiB '
-              f'{peak / peaks["convnext"]:6.2f}x')
+          f'({what}, over the model and optimizer built); of which '
+          'gradients + AdamW state (12 bytes per fp32 parameter), and the '
+          'rest (activations, workspaces)')
+    ref = peaks['convnext']
+    for name, p in peaks.items():
+        rest, ref_rest = (p['peak_bytes'] - p['state_bytes'],
+                          ref['peak_bytes'] - ref['state_bytes'])
+        print(f'  {LABELS[name]:<36} {p["peak_bytes"] / 2**20:8.0f} MiB '
+              f'{p["peak_bytes"] / ref["peak_bytes"]:6.2f}x | state '
+              f'{p["state_bytes"] / 2**20:6.0f} MiB '
+              f'{p["state_bytes"] / ref["state_bytes"]:5.2f}x | rest '
+              f'{rest / 2**20:6.0f} MiB {rest / ref_rest:5.2f}x')
     results[f'memory@{bs}x{size}'] = peaks
 
 

@@ -123,8 +123,9 @@ PLANS = [Plan(s, s, s) for s in CPU_STRATEGIES] + [
 ]
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize('cl', [False, True])
+@pytest.mark.parametrize('cl,dtype', [(False, torch.float32),
+                                      (True, torch.float32),
+                                      (True, torch.bfloat16)])
 @pytest.mark.parametrize('plan', PLANS)
 @pytest.mark.parametrize('shape', EDGE_SHAPES)
 def test_forced_plan_matches_float64_oracle_and_runs_as_asked(
@@ -542,3 +543,150 @@ def test_autocast_runs_in_the_autocast_dtype_with_bias(plan):
     assert y.dtype == torch.bfloat16
     ref = oracle(x.bfloat16(), w.bfloat16(), b.bfloat16())
     assert_rel_close(y, ref, 2e-2, 'autocast')
+
+
+# ------------------------------------------------------------ heuristics
+def _map(h, w, cl=False, dtype=torch.float32, c=4):
+    x = torch.randn(2, c, h, w, dtype=dtype)
+    return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+
+def _kernel(kh, kw, c=4):
+    return torch.randn(c, 1, kh, kw)
+
+
+@pytest.mark.parametrize('kh,kw,h,w,nchw_plan,cl_plan', [
+    (3, 3, 56, 56, None, None),  # 9 taps: torch-only plan
+    (9, 1, 56, 56, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
+    (11, 1, 56, 56, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+    (11, 9, 8, 8, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+    (101, 1, 8, 8, Plan('cpp', 'cpp', 'cpp'), Plan('cpp', 'cpp', 'cpp')),
+    (101, 1, 7, 9, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+])
+def test_heuristic_plan_boundaries_with_the_compiled_kernel(
+        kh, kw, h, w, nchw_plan, cl_plan):
+    assert cpu_kernel.available(), cpu_kernel.error()
+    assert dc.heuristic_plan(_map(h, w), _kernel(kh, kw)) == nchw_plan
+    assert dc.heuristic_plan(_map(h, w, cl=True), _kernel(kh, kw)) == cl_plan
+
+
+@pytest.mark.parametrize('kh,kw,h,w,nchw_plan,cl_plan', [
+    (7, 7, 56, 56, None, None),  # at most 7 taps per axis: native
+    (101, 1, 8, 8, Plan('cl', 'cl', 'fft'), Plan('cl', 'cl', 'fft')),
+    (11, 9, 8, 8, None, Plan('cl', 'cl', 'nchw')),  # 99 taps
+    (101, 1, 7, 9, None, Plan('cl', 'cl', 'nchw')),  # 63 pixels
+    (9, 3, 28, 28, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
+    (9, 3, 27, 29, None, Plan('cl', 'cl', 'nchw')),  # 783 pixels
+])
+def test_torch_only_plan_boundaries(monkeypatch, kh, kw, h, w, nchw_plan,
+                                    cl_plan):
+    for dtype in (torch.float32, torch.float16):
+        # the kernel unavailable (fp32) or not for this dtype (fp16)
+        with monkeypatch.context() as m:
+            if dtype == torch.float32:
+                m.setitem(cpu_kernel._state, 'loaded', False)
+            for cl, plan in ((False, nchw_plan), (True, cl_plan)):
+                x = _map(h, w, cl, dtype)
+                assert dc.heuristic_plan(x, _kernel(kh, kw)) == plan
+                assert dc._fallback_plan(x, _kernel(kh, kw)) == plan
+
+
+def test_heuristic_plan_on_cuda_tunes_with_triton_else_native(monkeypatch):
+    """Without a GPU: a stand-in input whose device reads 'cuda'."""
+    fake = types.SimpleNamespace(
+        device=types.SimpleNamespace(type='cuda'), shape=(2, 4, 56, 56))
+    asked = []
+    monkeypatch.setattr(dc, 'tune_plan',
+                        lambda x, w, with_grad: asked.append(
+                            (x, w, with_grad)) or 'tuned')
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
+                        lambda x: None)
+    w = _kernel(51, 5)
+    assert dc.heuristic_plan(fake, w) == 'tuned'
+    with torch.no_grad():
+        assert dc.heuristic_plan(fake, w) == 'tuned'
+    assert asked == [(fake, w, True), (fake, w, False)]
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
+                        lambda x: 'no triton')
+    assert dc.heuristic_plan(fake, w) is None
+    assert dc.heuristic_plan(torch.empty(2, 4, 56, 56, device='meta'),
+                             w) is None
+
+
+def test_candidate_strategies(monkeypatch):
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    assert dc.candidate_strategies(_map(4, 4)) == ('nchw', 'cl', 'fft', 'cpp')
+    assert dc.candidate_strategies(_map(4, 4, dtype=torch.float16)) == (
+        'nchw', 'cl', 'fft')
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+    assert dc.candidate_strategies(_map(4, 4)) == ('nchw', 'cl', 'fft', 'cpp',
+                                                   'triton')
+
+
+COSTS = dict(
+    forward=dict(nchw=3, cl=2, fft=1, cpp=4),
+    input_grad=dict(nchw=2, cl=1, fft=3, cpp=4),
+    weight_grad=dict(nchw=4, cl=3, fft=2, cpp=1))
+
+
+@pytest.fixture
+def fake_timer(monkeypatch):
+    """tune_plan's timer replaced (timing is out of scope): each timed
+    function runs once and costs what COSTS says for its pass."""
+    monkeypatch.setattr(dc, '_tuned', {})
+    timed = []
+
+    def fake_time(fn):
+        *tensors, plan = fn.__defaults__
+        strategy = plan.forward
+        assert plan == Plan(strategy, strategy, strategy)
+        if not tensors:
+            name = 'forward'
+        else:
+            xr, wr = tensors
+            assert xr.requires_grad != wr.requires_grad
+            name = 'input_grad' if xr.requires_grad else 'weight_grad'
+        with OpLog() as log:
+            fn()
+        assert log.strategy() == strategy, (name, strategy)
+        timed.append((name, strategy))
+        return COSTS[name][strategy]
+
+    monkeypatch.setattr(dc, '_time', fake_time)
+    return timed
+
+
+def test_tune_plan_keeps_each_pass_fastest_and_caches_per_key(fake_timer):
+    x, w = _map(8, 8), _kernel(5, 3)
+    plan = dc.tune_plan(x, w)
+    assert plan == Plan('fft', 'cl', 'cpp')
+    assert sorted(fake_timer) == sorted(
+        (name, s) for name in COSTS for s in CPU_STRATEGIES)
+    fake_timer.clear()
+    assert dc.tune_plan(x, w) is plan and not fake_timer  # cached
+    assert dc.tune_plan(x, w, with_grad=False) == Plan('fft', 'nchw', 'nchw')
+    assert sorted(fake_timer) == [('forward', s) for s in sorted(
+        CPU_STRATEGIES)]  # the gradient passes are never timed
+    for other in [(x.double(), w.double()), (_map(8, 9), w),
+                  (x, _kernel(5, 5)), (_map(8, 8, c=2), _kernel(5, 3, c=2))]:
+        fake_timer.clear()
+        dc.tune_plan(*other, with_grad=False)
+        assert len(fake_timer) == 4, other  # a new key: timed again
+    assert len(dc._tuned) == 6
+
+
+def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
+    x, w = _map(8, 8), _kernel(11, 1)
+    asked = []
+    monkeypatch.setattr(dc, 'tune_plan',
+                        lambda x, w, with_grad: asked.append(with_grad) or
+                        'tuned')
+    assert dc.plan_for(x, w) == dc.heuristic_plan(x, w) == Plan(
+        'nchw', 'nchw', 'cpp')
+    with dispatch('tune'):
+        assert dc.plan_for(x, w) == 'tuned'
+        with torch.no_grad():
+            assert dc.plan_for(x, w) == 'tuned'
+        with dispatch(plan=Plan('fft', 'fft', 'fft')):
+            assert dc.plan_for(x, w) == Plan('fft', 'fft', 'fft')
+    assert asked == [True, False]

@@ -690,3 +690,36 @@ def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
         with dispatch(plan=Plan('fft', 'fft', 'fft')):
             assert dc.plan_for(x, w) == Plan('fft', 'fft', 'fft')
     assert asked == [True, False]
+
+
+# ------------------------------------------- autocast: bugs found (xfail)
+@pytest.mark.xfail(
+    strict=True,
+    reason='bug: depthwise_conv2d casts float64 inputs to the autocast '
+    'dtype, but autocast leaves float64 alone (F.conv2d stays float64); '
+    'fix in mmslak/ops/depthwise_conv.py depthwise_conv2d: cast only '
+    'non-float64 tensors')
+def test_autocast_leaves_float64_alone_like_conv2d():
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    w = torch.randn(2, 1, 5, 3, dtype=torch.float64)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = depthwise_conv2d(x, w)
+        y_native = F.conv2d(x, w, padding=(2, 1), groups=2)
+    assert y_native.dtype == torch.float64
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, oracle(x, w), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='bug: an empty input returns before the autocast cast, so it '
+    'comes back float32 where F.conv2d gives the autocast dtype; fix in '
+    'mmslak/ops/depthwise_conv.py depthwise_conv2d: apply autocast before '
+    'the x.numel() == 0 early return')
+def test_autocast_empty_batch_has_the_autocast_dtype_like_conv2d():
+    x, w = torch.randn(0, 2, 8, 8), torch.randn(2, 1, 5, 3)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = depthwise_conv2d(x, w)
+        y_native = F.conv2d(x, w, padding=(2, 1), groups=2)
+    assert y_native.dtype == torch.bfloat16
+    assert y.dtype == torch.bfloat16

@@ -47,12 +47,14 @@ def _oracle_case(n, c, h, w, kh, kw):
     return x.detach(), wt.detach(), g, y.detach(), x.grad, wt.grad
 
 
-@pytest.mark.parametrize('shape', [
-    (2, 3, 6, 9, 7, 3),
-    (1, 2, 5, 4, 3, 7),  # kernel wider than the map
-    (2, 2, 9, 9, 1, 5),
-    (1, 1, 1, 1, 1, 1),
-])
+@pytest.mark.parametrize(
+    'shape',
+    [
+        (2, 3, 6, 9, 7, 3),
+        (1, 2, 5, 4, 3, 7),  # kernel wider than the map
+        (2, 2, 9, 9, 1, 5),
+        (1, 1, 1, 1, 1, 1),
+    ])
 def test_fft_passes_on_the_shortest_exact_circle(shape):
     n, c, h, w, kh, kw = shape
     x, wt, g, y, gx, gw = _oracle_case(*shape)

@@ -15,26 +15,27 @@ def _no_env(monkeypatch):
     monkeypatch.delenv('MMSLAK_CHANNELS_LAST', raising=False)
 
 
-@pytest.mark.parametrize('h,w,kernel_size,fmt', [
-    (56, 56, None, CL),
-    (7, 7, None, CL),  # no kernel size: no exception
-    (7, 7, 13, NCHW),  # SLaK's last stage
-    (27, 29, 13, NCHW),  # 783 pixels
-    (28, 28, 13, CL),  # 784 pixels
-    (7, 7, 15, CL),
-    (7, 7, 3, NCHW),
-])
+@pytest.mark.parametrize(
+    'h,w,kernel_size,fmt',
+    [
+        (56, 56, None, CL),
+        (7, 7, None, CL),  # no kernel size: no exception
+        (7, 7, 13, NCHW),  # SLaK's last stage
+        (27, 29, 13, NCHW),  # 783 pixels
+        (28, 28, 13, CL),  # 784 pixels
+        (7, 7, 15, CL),
+        (7, 7, 3, NCHW),
+    ])
 def test_cpu_choice(h, w, kernel_size, fmt):
-    assert preferred_memory_format(torch.empty(1, 2, h, w),
-                                   kernel_size) == fmt
+    assert preferred_memory_format(torch.empty(1, 2, h, w), kernel_size) == fmt
 
 
 def test_other_devices():
     cuda = types.SimpleNamespace(
         device=types.SimpleNamespace(type='cuda'), shape=(1, 2, 7, 7))
     assert preferred_memory_format(cuda, 13) == CL  # no exception on CUDA
-    assert preferred_memory_format(torch.empty(1, 2, 7, 7, device='meta'),
-                                   None) == NCHW
+    assert preferred_memory_format(
+        torch.empty(1, 2, 7, 7, device='meta'), None) == NCHW
 
 
 def test_env_override_and_reference_mode(monkeypatch):

@@ -62,8 +62,8 @@ class OpLog(TorchDispatchMode):
             return 'fft'
         convs = {
             lay
-            for n, lay in self.ops if n in ('aten::convolution',
-                                            'aten::convolution_backward')
+            for n, lay in self.ops
+            if n in ('aten::convolution', 'aten::convolution_backward')
         }
         assert len(convs) == 1, self.ops
         return convs.pop()
@@ -178,8 +178,9 @@ def test_one_by_one_map_is_centre_tap_times_pixel_plus_bias():
         expect_w[:, 0, 3, 2] = (g * x.detach()).sum(0).flatten()
         close = dict(rtol=1e-5, atol=1e-6, msg=str(plan))
         torch.testing.assert_close(
-            y, x.detach() * centre.view(1, 3, 1, 1) + b.detach().view(
-                1, 3, 1, 1), **close)
+            y,
+            x.detach() * centre.view(1, 3, 1, 1) + b.detach().view(1, 3, 1, 1),
+            **close)
         torch.testing.assert_close(x.grad, g * centre.view(1, 3, 1, 1),
                                    **close)
         torch.testing.assert_close(w.grad, expect_w, **close)
@@ -201,10 +202,10 @@ def test_float64_passes_run_in_float64(plan):
 
 
 # ------------------------------------------------------ plan from the env
-@pytest.mark.parametrize('text,plan', [('fft,cpp,nchw', Plan(
-    'fft', 'cpp', 'nchw')), ('cl,cl,cl', Plan('cl', 'cl', 'cl')), ('', None)])
-def test_env_plan_is_parsed_and_is_the_plan_that_runs(monkeypatch, text,
-                                                      plan):
+@pytest.mark.parametrize('text,plan',
+                         [('fft,cpp,nchw', Plan('fft', 'cpp', 'nchw')),
+                          ('cl,cl,cl', Plan('cl', 'cl', 'cl')), ('', None)])
+def test_env_plan_is_parsed_and_is_the_plan_that_runs(monkeypatch, text, plan):
     monkeypatch.setenv('MMSLAK_DWCONV_PLAN', text)
     assert dc._plan_from_env() == plan
     # the module reads the variable at import: do what the import does
@@ -233,8 +234,8 @@ def test_env_plan_unset_is_none(monkeypatch):
     assert dc._plan_from_env() is None
 
 
-@pytest.mark.parametrize('text', ['cl,cl', 'cl,cl,fft,nchw', 'cl,gpu,fft',
-                                  'cl;cl;cl', 'CL,cl,cl'])
+@pytest.mark.parametrize(
+    'text', ['cl,cl', 'cl,cl,fft,nchw', 'cl,gpu,fft', 'cl;cl;cl', 'CL,cl,cl'])
 def test_bad_env_plan_is_refused_naming_the_variable(monkeypatch, text):
     monkeypatch.setenv('MMSLAK_DWCONV_PLAN', text)
     message = (f"MMSLAK_DWCONV_PLAN must be three of ['nchw', 'cl', 'fft', "
@@ -284,15 +285,17 @@ def test_dispatch_context_sets_and_restores_mode_and_plan():
     assert dc._state == before
 
 
-@pytest.mark.parametrize('kh,kw,h,w,crop', [
-    (31, 5, 6, 20, (11, 5)),
-    (5, 31, 20, 6, (5, 11)),
-    (7, 7, 4, 4, (7, 7)),  # K = 2H - 1: nothing to crop
-    (9, 9, 4, 4, (7, 7)),  # K = 2H + 1: one tap each side
-    (13, 5, 1, 1, (1, 1)),
-    (13, 5, 0, 0, (1, 1)),  # an empty map keeps one tap
-    (3, 1, 2, 9, (3, 1)),
-])
+@pytest.mark.parametrize(
+    'kh,kw,h,w,crop',
+    [
+        (31, 5, 6, 20, (11, 5)),
+        (5, 31, 20, 6, (5, 11)),
+        (7, 7, 4, 4, (7, 7)),  # K = 2H - 1: nothing to crop
+        (9, 9, 4, 4, (7, 7)),  # K = 2H + 1: one tap each side
+        (13, 5, 1, 1, (1, 1)),
+        (13, 5, 0, 0, (1, 1)),  # an empty map keeps one tap
+        (3, 1, 2, 9, (3, 1)),
+    ])
 def test_cropped_kernel_size_by_hand(kh, kw, h, w, crop):
     assert dc.cropped_kernel_size(kh, kw, h, w) == crop
 
@@ -326,8 +329,7 @@ def test_the_cropped_kernel_is_what_runs(plan):
     assert shapes == [(2, 1, 31, 5)]
 
 
-def test_reference_mode_runs_plain_conv2d_uncropped_unless_a_plan_is_forced(
-):
+def test_reference_mode_runs_plain_conv2d_uncropped_unless_a_plan_is_forced():
     x = torch.randn(1, 2, 6, 7, requires_grad=True)
     w = torch.randn(2, 1, 31, 5, requires_grad=True)
     b = torch.randn(2)
@@ -354,8 +356,9 @@ def test_memory_format_of():
     assert dc.memory_format_of(x) == torch.contiguous_format
     assert dc.memory_format_of(cl) == torch.channels_last
     # both formats at once (C = 1): reads as contiguous
-    assert dc.memory_format_of(torch.randn(2, 1, 4, 5).contiguous(
-        memory_format=torch.channels_last)) == torch.contiguous_format
+    assert dc.memory_format_of(
+        torch.randn(2, 1, 4, 5).contiguous(
+            memory_format=torch.channels_last)) == torch.contiguous_format
     # neither (a strided slice) and not 4-D
     assert dc.memory_format_of(cl[:, :, ::2]) == torch.contiguous_format
     assert dc.memory_format_of(torch.randn(3, 4, 5)) == torch.contiguous_format
@@ -390,12 +393,12 @@ def test_cpp_strategy_without_the_kernel_says_why(monkeypatch):
     monkeypatch.setitem(cpu_kernel._state, 'error', 'no compiler')
     message = ("strategy 'cpp' asked for, but the compiled CPU kernel is "
                'unavailable: no compiler')
-    for plan in (Plan('cpp', 'nchw', 'nchw'), Plan('nchw', 'cpp', 'nchw'),
-                 Plan('nchw', 'nchw', 'cpp')):
+    for plan in (Plan('cpp', 'nchw',
+                      'nchw'), Plan('nchw', 'cpp',
+                                    'nchw'), Plan('nchw', 'nchw', 'cpp')):
         x = torch.randn(1, 2, 5, 5, requires_grad=True)
         w = torch.randn(2, 1, 3, 3, requires_grad=True)
-        with pytest.raises(RuntimeError,
-                           match='^' + re.escape(message) + '$'):
+        with pytest.raises(RuntimeError, match='^' + re.escape(message) + '$'):
             with dispatch(plan=plan):
                 depthwise_conv2d(x, w).sum().backward()
 
@@ -422,8 +425,10 @@ def test_non_finite_input_runs_fft_passes_directly_and_only_those(
     x, w, _ = _inputs(1, 2, 8, 8, 5, 3, False, torch.float32)
     g = torch.randn(1, 2, 8, 8)
     {'x': x, 'w': w, 'g': g}[where][0, 0, 1, 1] = float('nan')
-    sees = dict(x=('forward', 'weight_grad'), w=('forward', 'input_grad'),
-                g=('input_grad', 'weight_grad'))[where]
+    sees = dict(
+        x=('forward', 'weight_grad'),
+        w=('forward', 'input_grad'),
+        g=('input_grad', 'weight_grad'))[where]
     plan = Plan(strategy, strategy, strategy)
     for wrt in 'xw':
         with warnings.catch_warnings(record=True) as caught:
@@ -432,8 +437,10 @@ def test_non_finite_input_runs_fft_passes_directly_and_only_those(
         pass_ = 'input_grad' if wrt == 'x' else 'weight_grad'
         ran = [(name, log.strategy())
                for name, log in (('forward', fwd), (pass_, bwd))]
-        expected = [(name, 'nchw' if strategy == 'fft' and name in sees else
-                     strategy) for name, _ in ran]
+        expected = [
+            (name, 'nchw' if strategy == 'fft' and name in sees else strategy)
+            for name, _ in ran
+        ]
         assert ran == expected
         fell_back = [name for name, s in expected if s != strategy]
         assert len(caught) == len(fell_back)
@@ -457,8 +464,8 @@ def test_forward_spectrum_is_reused_by_the_input_gradient_and_freed(
     monkeypatch.setattr(dc, 'kernel_spectrum', counting)
     x, w, b = _inputs(1, 2, 8, 8, 5, 3, False, torch.float32)
     g = torch.randn(1, 2, 8, 8)
-    for plan, kept, n_calls in ((Plan('fft', 'fft', 'nchw'), True, 1),
-                                (Plan('fft', 'nchw', 'nchw'), False, 1),
+    for plan, kept, n_calls in ((Plan('fft', 'fft', 'nchw'), True,
+                                 1), (Plan('fft', 'nchw', 'nchw'), False, 1),
                                 (Plan('nchw', 'fft', 'nchw'), False, 1)):
         calls.clear()
         xr = x.clone().requires_grad_()
@@ -474,19 +481,21 @@ def test_forward_spectrum_is_reused_by_the_input_gradient_and_freed(
         assert not depthwise_conv2d(x.requires_grad_(), w).grad_fn.has_bias
 
 
-@pytest.mark.parametrize('plan', [Plan('fft', 'fft', 'fft'),
-                                  Plan('cpp', 'cpp', 'cpp')])
+@pytest.mark.parametrize(
+    'plan', [Plan('fft', 'fft', 'fft'),
+             Plan('cpp', 'cpp', 'cpp')])
 def test_backward_computes_only_the_gradients_asked_for(plan):
     x, w, b = _inputs(1, 2, 6, 6, 5, 3, False, torch.float32)
     g = torch.randn(1, 2, 6, 6)
     _, refs = oracle_grads(x, w, b, g)
     for asked in ('x', 'w', 'b', 'xwb'):
-        leaves = [t.clone().requires_grad_(name in asked)
-                  for name, t in zip('xwb', (x, w, b))]
+        leaves = [
+            t.clone().requires_grad_(name in asked)
+            for name, t in zip('xwb', (x, w, b))
+        ]
         with dispatch(plan=plan):
             y = depthwise_conv2d(*leaves)
-        got = torch.autograd.grad(
-            y, [t for t in leaves if t.requires_grad], g)
+        got = torch.autograd.grad(y, [t for t in leaves if t.requires_grad], g)
         want = [r for name, r in zip('xwb', refs) if name in asked]
         for a, r in zip(got, want):
             assert_rel_close(a, r, 1e-4, f'{plan} {asked}')
@@ -555,14 +564,16 @@ def _kernel(kh, kw, c=4):
     return torch.randn(c, 1, kh, kw)
 
 
-@pytest.mark.parametrize('kh,kw,h,w,nchw_plan,cl_plan', [
-    (3, 3, 56, 56, None, None),  # 9 taps: torch-only plan
-    (9, 1, 56, 56, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
-    (11, 1, 56, 56, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
-    (11, 9, 8, 8, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
-    (101, 1, 8, 8, Plan('cpp', 'cpp', 'cpp'), Plan('cpp', 'cpp', 'cpp')),
-    (101, 1, 7, 9, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
-])
+@pytest.mark.parametrize(
+    'kh,kw,h,w,nchw_plan,cl_plan',
+    [
+        (3, 3, 56, 56, None, None),  # 9 taps: torch-only plan
+        (9, 1, 56, 56, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
+        (11, 1, 56, 56, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+        (11, 9, 8, 8, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+        (101, 1, 8, 8, Plan('cpp', 'cpp', 'cpp'), Plan('cpp', 'cpp', 'cpp')),
+        (101, 1, 7, 9, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+    ])
 def test_heuristic_plan_boundaries_with_the_compiled_kernel(
         kh, kw, h, w, nchw_plan, cl_plan):
     assert cpu_kernel.available(), cpu_kernel.error()
@@ -570,14 +581,16 @@ def test_heuristic_plan_boundaries_with_the_compiled_kernel(
     assert dc.heuristic_plan(_map(h, w, cl=True), _kernel(kh, kw)) == cl_plan
 
 
-@pytest.mark.parametrize('kh,kw,h,w,nchw_plan,cl_plan', [
-    (7, 7, 56, 56, None, None),  # at most 7 taps per axis: native
-    (101, 1, 8, 8, Plan('cl', 'cl', 'fft'), Plan('cl', 'cl', 'fft')),
-    (11, 9, 8, 8, None, Plan('cl', 'cl', 'nchw')),  # 99 taps
-    (101, 1, 7, 9, None, Plan('cl', 'cl', 'nchw')),  # 63 pixels
-    (9, 3, 28, 28, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
-    (9, 3, 27, 29, None, Plan('cl', 'cl', 'nchw')),  # 783 pixels
-])
+@pytest.mark.parametrize(
+    'kh,kw,h,w,nchw_plan,cl_plan',
+    [
+        (7, 7, 56, 56, None, None),  # at most 7 taps per axis: native
+        (101, 1, 8, 8, Plan('cl', 'cl', 'fft'), Plan('cl', 'cl', 'fft')),
+        (11, 9, 8, 8, None, Plan('cl', 'cl', 'nchw')),  # 99 taps
+        (101, 1, 7, 9, None, Plan('cl', 'cl', 'nchw')),  # 63 pixels
+        (9, 3, 28, 28, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
+        (9, 3, 27, 29, None, Plan('cl', 'cl', 'nchw')),  # 783 pixels
+    ])
 def test_torch_only_plan_boundaries(monkeypatch, kh, kw, h, w, nchw_plan,
                                     cl_plan):
     for dtype in (torch.float32, torch.float16):
@@ -596,9 +609,9 @@ def test_heuristic_plan_on_cuda_tunes_with_triton_else_native(monkeypatch):
     fake = types.SimpleNamespace(
         device=types.SimpleNamespace(type='cuda'), shape=(2, 4, 56, 56))
     asked = []
-    monkeypatch.setattr(dc, 'tune_plan',
-                        lambda x, w, with_grad: asked.append(
-                            (x, w, with_grad)) or 'tuned')
+    monkeypatch.setattr(
+        dc, 'tune_plan', lambda x, w, with_grad: asked.append(
+            (x, w, with_grad)) or 'tuned')
     monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
                         lambda x: None)
     w = _kernel(51, 5)
@@ -616,8 +629,9 @@ def test_heuristic_plan_on_cuda_tunes_with_triton_else_native(monkeypatch):
 def test_candidate_strategies(monkeypatch):
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     assert dc.candidate_strategies(_map(4, 4)) == ('nchw', 'cl', 'fft', 'cpp')
-    assert dc.candidate_strategies(_map(4, 4, dtype=torch.float16)) == (
-        'nchw', 'cl', 'fft')
+    assert dc.candidate_strategies(_map(4, 4,
+                                        dtype=torch.float16)) == ('nchw', 'cl',
+                                                                  'fft')
     monkeypatch.setenv('TRITON_INTERPRET', '1')
     assert dc.candidate_strategies(_map(4, 4)) == ('nchw', 'cl', 'fft', 'cpp',
                                                    'triton')
@@ -665,10 +679,12 @@ def test_tune_plan_keeps_each_pass_fastest_and_caches_per_key(fake_timer):
     fake_timer.clear()
     assert dc.tune_plan(x, w) is plan and not fake_timer  # cached
     assert dc.tune_plan(x, w, with_grad=False) == Plan('fft', 'nchw', 'nchw')
-    assert sorted(fake_timer) == [('forward', s) for s in sorted(
-        CPU_STRATEGIES)]  # the gradient passes are never timed
-    for other in [(x.double(), w.double()), (_map(8, 9), w),
-                  (x, _kernel(5, 5)), (_map(8, 8, c=2), _kernel(5, 3, c=2))]:
+    assert sorted(fake_timer) == [
+        ('forward', s) for s in sorted(CPU_STRATEGIES)
+    ]  # the gradient passes are never timed
+    for other in [(x.double(), w.double()), (_map(8, 9), w), (x, _kernel(5,
+                                                                         5)),
+                  (_map(8, 8, c=2), _kernel(5, 3, c=2))]:
         fake_timer.clear()
         dc.tune_plan(*other, with_grad=False)
         assert len(fake_timer) == 4, other  # a new key: timed again
@@ -678,9 +694,9 @@ def test_tune_plan_keeps_each_pass_fastest_and_caches_per_key(fake_timer):
 def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
     x, w = _map(8, 8), _kernel(11, 1)
     asked = []
-    monkeypatch.setattr(dc, 'tune_plan',
-                        lambda x, w, with_grad: asked.append(with_grad) or
-                        'tuned')
+    monkeypatch.setattr(
+        dc, 'tune_plan',
+        lambda x, w, with_grad: asked.append(with_grad) or 'tuned')
     assert dc.plan_for(x, w) == dc.heuristic_plan(x, w) == Plan(
         'nchw', 'nchw', 'cpp')
     with dispatch('tune'):

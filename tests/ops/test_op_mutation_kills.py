@@ -573,6 +573,7 @@ def _kernel(kh, kw, c=4):
         (11, 9, 8, 8, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
         (101, 1, 8, 8, Plan('cpp', 'cpp', 'cpp'), Plan('cpp', 'cpp', 'cpp')),
         (101, 1, 7, 9, Plan('nchw', 'nchw', 'cpp'), Plan('cl', 'cl', 'cpp')),
+        (11, 11, 8, 8, Plan('cpp', 'cpp', 'cpp'), Plan('cpp', 'cpp', 'cpp')),
     ])
 def test_heuristic_plan_boundaries_with_the_compiled_kernel(
         kh, kw, h, w, nchw_plan, cl_plan):
@@ -586,6 +587,7 @@ def test_heuristic_plan_boundaries_with_the_compiled_kernel(
     [
         (7, 7, 56, 56, None, None),  # at most 7 taps per axis: native
         (101, 1, 8, 8, Plan('cl', 'cl', 'fft'), Plan('cl', 'cl', 'fft')),
+        (11, 11, 8, 8, Plan('cl', 'cl', 'fft'), Plan('cl', 'cl', 'fft')),
         (11, 9, 8, 8, None, Plan('cl', 'cl', 'nchw')),  # 99 taps
         (101, 1, 7, 9, None, Plan('cl', 'cl', 'nchw')),  # 63 pixels
         (9, 3, 28, 28, Plan('cl', 'cl', 'cl'), Plan('cl', 'cl', 'cl')),
@@ -612,8 +614,8 @@ def test_heuristic_plan_on_cuda_tunes_with_triton_else_native(monkeypatch):
     monkeypatch.setattr(
         dc, 'tune_plan', lambda x, w, with_grad: asked.append(
             (x, w, with_grad)) or 'tuned')
-    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
-                        lambda x: None)
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason', lambda x: None
+                        if x is fake else 'not the input')
     w = _kernel(51, 5)
     assert dc.heuristic_plan(fake, w) == 'tuned'
     with torch.no_grad():
@@ -695,8 +697,8 @@ def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
     x, w = _map(8, 8), _kernel(11, 1)
     asked = []
     monkeypatch.setattr(
-        dc, 'tune_plan',
-        lambda x, w, with_grad: asked.append(with_grad) or 'tuned')
+        dc, 'tune_plan', lambda x_, w_, with_grad: asked.append(
+            (x_ is x, w_ is w, with_grad)) or 'tuned')
     assert dc.plan_for(x, w) == dc.heuristic_plan(x, w) == Plan(
         'nchw', 'nchw', 'cpp')
     with dispatch('tune'):
@@ -705,7 +707,7 @@ def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
             assert dc.plan_for(x, w) == 'tuned'
         with dispatch(plan=Plan('fft', 'fft', 'fft')):
             assert dc.plan_for(x, w) == Plan('fft', 'fft', 'fft')
-    assert asked == [True, False]
+    assert asked == [(True, True, True), (True, True, False)]
 
 
 # ------------------------------------------- autocast: bugs found (xfail)

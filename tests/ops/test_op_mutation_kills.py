@@ -741,3 +741,41 @@ def test_autocast_empty_batch_has_the_autocast_dtype_like_conv2d():
         y_native = F.conv2d(x, w, padding=(2, 1), groups=2)
     assert y_native.dtype == torch.bfloat16
     assert y.dtype == torch.bfloat16
+
+
+def test_triton_strategy_calls_the_kernels_with_the_right_arguments(
+        monkeypatch):
+    """The 'triton' passes' wiring, without Triton (its numerics are
+    tests/ops/test_triton_kernels.py's, in a child process): the kernels
+    are replaced by float64 F.conv2d stand-ins, so a wrong argument
+    (no flip, the wrong tensor, the uncropped size) gives a wrong result."""
+    calls = []
+
+    def forward(x, weight, bias=None, flip=False):
+        calls.append(('forward', flip))
+        return oracle(x,
+                      weight.flip(-2, -1) if flip else weight,
+                      bias).to(x.dtype)
+
+    def weight_grad(grad, x, kh, kw):
+        calls.append(('weight_grad', kh, kw))
+        w0 = torch.zeros(x.shape[1], 1, kh, kw, dtype=torch.float64)
+        w0.requires_grad_()
+        return torch.autograd.grad(oracle(x, w0), w0, grad.double())[0]
+
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
+                        lambda x: None)
+    monkeypatch.setattr(dc.triton_kernels, 'forward', forward)
+    monkeypatch.setattr(dc.triton_kernels, 'weight_grad', weight_grad)
+    x, w, b = _inputs(2, 3, 4, 9, 13, 5, True, torch.float32)
+    g = torch.randn(2, 3, 4, 9)
+    y_ref, refs = oracle_grads(x, w, b, g)
+    plan = Plan('triton', 'triton', 'triton')
+    for wrt, ref, second in zip('xw', refs, [('forward', True),
+                                             ('weight_grad', 7, 5)]):
+        calls.clear()
+        y, grad, _, _ = run_logged(plan, x, w, b, g, wrt)
+        assert calls == [('forward', False), second]
+        assert grad.dtype == torch.float32
+        assert_rel_close(y, y_ref, 1e-5, 'triton y')
+        assert_rel_close(grad, ref, 1e-5, f'triton d/d{wrt}')

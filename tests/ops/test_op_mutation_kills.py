@@ -26,22 +26,28 @@ from mmslak.ops.depthwise_conv import Plan, depthwise_conv2d, dispatch
 CPU_STRATEGIES = ('nchw', 'cl', 'fft', 'cpp')
 
 
+def _layout_name(t):
+    if not isinstance(t, torch.Tensor) or t.dim() != 4:
+        return None
+    if t.is_contiguous():
+        return 'nchw'
+    return 'cl' if t.is_contiguous(
+        memory_format=torch.channels_last) else 'strided'
+
+
 class OpLog(TorchDispatchMode):
-    """Names of the aten (and custom) ops run, with the memory format of
-    each op's first tensor argument."""
+    """Names of the aten ops run, with the memory format of each op's
+    first tensor argument (and second, for a weight gradient)."""
 
     def __init__(self):
         super().__init__()
         self.ops = []
 
     def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        layout = None
-        if first is not None and first.dim() == 4:
-            layout = 'nchw' if first.is_contiguous() else (
-                'cl' if first.is_contiguous(
-                    memory_format=torch.channels_last) else 'strided')
-        self.ops.append((func.name(), layout))
+        # a weight gradient's layout is that of both grad and x
+        n_args = 2 if func.name() == 'aten::convolution_backward' else 1
+        for t in args[:n_args]:
+            self.ops.append((func.name(), _layout_name(t)))
         return func(*args, **(kwargs or {}))
 
     # the compiled kernel's ops do not reach a dispatch mode: count calls

@@ -452,9 +452,10 @@ def test_non_finite_input_runs_fft_passes_directly_and_only_those(
         assert len(caught) == len(fell_back)
         for c in caught:
             assert c.category is RuntimeWarning
-            assert 'non-finite (NaN/Inf) values in the input of an FFT ' \
-                "pass; running it as a direct convolution ('nchw')" in \
-                str(c.message)
+            assert str(c.message) == (
+                'depthwise_conv2d: non-finite (NaN/Inf) values in the input '
+                "of an FFT pass; running it as a direct convolution ('nchw') "
+                'so that they stay local')
 
 
 # ------------------------------------------------------ autograd Function
@@ -558,6 +559,29 @@ def test_autocast_runs_in_the_autocast_dtype_with_bias(plan):
     assert y.dtype == torch.bfloat16
     ref = oracle(x.bfloat16(), w.bfloat16(), b.bfloat16())
     assert_rel_close(y, ref, 2e-2, 'autocast')
+    with torch.autocast('cpu', dtype=torch.bfloat16), dispatch(plan=plan):
+        y = depthwise_conv2d(x, w)
+    assert y.dtype == torch.bfloat16
+    assert_rel_close(y, oracle(x.bfloat16(), w.bfloat16()), 2e-2, 'no bias')
+
+
+@pytest.mark.parametrize('kh,kw,h,w,crop', [(9, 1, 3, 9, (5, 1)),
+                                            (1, 7, 9, 3, (1, 5)),
+                                            (5, 1, 6, 6, (5, 1))])
+def test_native_path_pads_the_cropped_kernel(kh, kw, h, w, crop):
+    """Kernels of at most 9 taps run as plain F.conv2d (native autograd)
+    with the cropped kernel's padding."""
+    assert dc.cropped_kernel_size(kh, kw, h, w) == crop
+    x, wt, b = _inputs(2, 3, h, w, kh, kw, False, torch.float32)
+    g = torch.randn(2, 3, h, w)
+    y_ref, refs = oracle_grads(x, wt, b, g)
+    leaves = [t.clone().requires_grad_() for t in (x, wt, b)]
+    y = depthwise_conv2d(*leaves)
+    assert type(y.grad_fn).__name__ == 'ConvolutionBackward0'
+    y.backward(g)
+    assert_rel_close(y, y_ref, 1e-5, 'native y')
+    for name, t, r in zip('xwb', leaves, refs):
+        assert_rel_close(t.grad, r, 1e-5, f'native d/d{name}')
 
 
 # ------------------------------------------------------------ heuristics

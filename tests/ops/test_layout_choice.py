@@ -25,6 +25,9 @@ def _no_env(monkeypatch):
         (28, 28, 13, CL),  # 784 pixels
         (7, 7, 15, CL),
         (7, 7, 3, NCHW),
+        (7, 7, 14, CL),  # at most 13
+        (7, 200, 13, CL),  # 1400 pixels on a non-square map
+        (40, 7, 13, NCHW),  # 280 pixels
     ])
 def test_cpu_choice(h, w, kernel_size, fmt):
     assert preferred_memory_format(torch.empty(1, 2, h, w), kernel_size) == fmt

@@ -453,6 +453,16 @@ def depthwise_conv2d(x: torch.Tensor,
         Tensor of shape (N, C, H, W), in the memory format of ``x``.
     """
     _check_inputs(x, weight, bias)
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        # Do what autocast does for conv2d (run in the autocast dtype, leave
+        # float64 alone), but explicitly: a custom Function is not on
+        # autocast's list.
+        dtype = torch.get_autocast_dtype(dev)
+        cast = (lambda t: t
+                if t is None or t.dtype == torch.float64 else t.to(dtype))
+        with torch.autocast(dev, enabled=False):
+            return depthwise_conv2d(cast(x), cast(weight), cast(bias))
     if x.numel() == 0:
         # An empty batch or map: the empty result (no FFT of size 0, no
         # padding larger than the map), still attached to the graph so
@@ -463,15 +473,6 @@ def depthwise_conv2d(x: torch.Tensor,
         kh, kw = weight.shape[-2:]
         return F.conv2d(
             x, weight, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
-    dev = x.device.type
-    if torch.is_autocast_enabled(dev):
-        # Do what autocast does for conv2d (run in the autocast dtype), but
-        # explicitly, since a custom Function is not on autocast's list.
-        dtype = torch.get_autocast_dtype(dev)
-        with torch.autocast(dev, enabled=False):
-            return depthwise_conv2d(
-                x.to(dtype), weight.to(dtype),
-                bias.to(dtype) if bias is not None else None)
     kh, kw = weight.shape[-2:]
     ch, cw = cropped_kernel_size(kh, kw, *x.shape[-2:])
     if (ch, cw) != (kh, kw):

@@ -80,12 +80,13 @@ def set_dispatch(mode: str) -> None:
     ``'reference'`` (plain NCHW ``F.conv2d``, no crop).
 
     The environment variable ``MMSLAK_DWCONV_DISPATCH`` sets the initial
-    mode.
+    mode. Like :func:`dispatch`, a mode switch drops a forced plan (also
+    one from ``MMSLAK_DWCONV_PLAN``).
     """
     if mode not in _MODES:
         raise ValueError(f'unknown dispatch mode {mode!r}; valid modes are '
                          f'{list(_MODES)}')
-    _state['mode'] = mode
+    _state.update(mode=mode, forced=None)
 
 
 def get_dispatch() -> str:
@@ -105,8 +106,8 @@ def dispatch(mode: Optional[str] = None, plan: Optional[Plan] = None):
     old = dict(_state)
     try:
         if mode is not None:
-            set_dispatch(mode)
-            _state['forced'] = plan  # a mode switch drops a forced plan
+            set_dispatch(mode)  # drops a forced plan
+            _state['forced'] = plan
         elif plan is not None:
             _state['forced'] = plan
         yield
@@ -431,6 +432,15 @@ def _check_inputs(x, weight, bias) -> None:
                          f'{tuple(bias.shape)}')
 
 
+def _check_dtypes(x, weight, bias) -> None:
+    # outside autocast, as F.conv2d: no silent cast by a compiled/FFT pass
+    for name, t in (('weight', weight), ('bias', bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(
+                f'depthwise_conv2d expects the {name} in the dtype of x '
+                f'({x.dtype}), got {t.dtype}')
+
+
 def depthwise_conv2d(x: torch.Tensor,
                      weight: torch.Tensor,
                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -463,6 +473,7 @@ def depthwise_conv2d(x: torch.Tensor,
                 if t is None or t.dtype == torch.float64 else t.to(dtype))
         with torch.autocast(dev, enabled=False):
             return depthwise_conv2d(cast(x), cast(weight), cast(bias))
+    _check_dtypes(x, weight, bias)
     if x.numel() == 0:
         # An empty batch or map: the empty result (no FFT of size 0, no
         # padding larger than the map), still attached to the graph so

@@ -87,3 +87,29 @@ def test_empty_batch_or_map_gives_empty_result_and_zero_grads(plan, shape):
     assert x.grad.shape == x.shape
     assert torch.equal(w.grad, torch.zeros_like(w))
     assert torch.equal(b.grad, torch.zeros_like(b))
+
+
+@pytest.mark.parametrize('plan', [None, Plan('fft', 'fft', 'fft')])
+def test_mismatched_dtypes_are_refused_like_conv2d(plan):
+    x = torch.randn(1, 2, 8, 8)
+    w, b = torch.randn(2, 1, 5, 3), torch.randn(2)
+    with pytest.raises(RuntimeError):  # the oracle refuses it too
+        F.conv2d(x, w.double(), padding=(2, 1), groups=2)
+    with dispatch(plan=plan):
+        with pytest.raises(TypeError) as info:
+            depthwise_conv2d(x, w.double(), b)
+        assert str(info.value) == (
+            'depthwise_conv2d expects the weight in the dtype of x '
+            '(torch.float32), got torch.float64')
+        with pytest.raises(TypeError, match='the bias in the dtype of x'):
+            depthwise_conv2d(x, w, b.to(torch.bfloat16))
+
+
+def test_set_dispatch_drops_a_forced_plan_like_dispatch(monkeypatch):
+    import mmslak.ops.depthwise_conv as dc
+    monkeypatch.setitem(dc._state, 'forced', Plan('fft', 'fft', 'fft'))
+    monkeypatch.setitem(dc._state, 'mode', 'heuristic')
+    x, w = torch.randn(1, 2, 64, 64), torch.randn(2, 1, 31, 5)
+    dc.set_dispatch('reference')
+    assert dc._state['forced'] is None
+    assert dc.plan_for(x, w) == dc.heuristic_plan(x, w)  # forced plan gone

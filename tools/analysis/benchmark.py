@@ -93,13 +93,13 @@ import subprocess
 import sys
 
 import torch
-from mmengine.utils import ProgressBar
 
 import mmslak  # noqa: F401  (registers SLaK)
 from mmslak.ops import cropped_kernel_size
 from mmslak.ops import depthwise_conv as dc
 from mmslak.ops import dispatch, plan_for, preferred_memory_format
 from mmslak.ops.timing import time_fn
+from mmslak.utils.progress import progress_bar
 
 SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
 SMALL_KERNEL = 5
@@ -254,14 +254,13 @@ def time_round_robin(fns: dict, repeats: int, what: str = '') -> dict:
     the round's warm-up), with a progress bar; the median over rounds, or
     the minimum (``--stat min``: robust on a loaded machine)."""
     print(f'timing {what}: {len(fns)} closures x {repeats} rounds', flush=True)
-    # file= now: the default is the sys.stdout of import time
-    bar = ProgressBar(repeats * len(fns), file=sys.stdout)
+    bar = progress_bar(repeats * len(fns))  # stderr, a terminal only
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             times[k].append(time_fn(fn).median)
             bar.update()
-    print(flush=True)
+    bar.finish()
     stat = min if STAT['name'] == 'min' else statistics.median
     return {k: stat(v) for k, v in times.items()}
 

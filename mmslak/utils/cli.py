@@ -192,13 +192,9 @@ def exit_on_dataset_error(config: str = 'CONFIG'):
     is missing, unreadable or has invalid annotations, raised while building
     or loading the data) into one ``error: ...`` line on stderr naming the
     file and the value, and exit status 1, without a traceback."""
+    from mmslak.datasets import DatasetError
     try:
         yield
-    except ValueError as e:
-        # mmslak.datasets imports mmseg and mmdet: look the class up only
-        # if a config imported it (else no DatasetError can be raised)
-        checks = sys.modules.get('mmslak.datasets.checks')
-        if checks is None or not isinstance(e, checks.DatasetError):
-            raise
+    except DatasetError as e:
         sys.exit(
             f'error: invalid dataset: {dataset_error_line(str(e), config)}')

@@ -201,15 +201,6 @@ def onnx_errors(graph: nn.Module, session,
     return errors
 
 
-def max_relative_error(graph: nn.Module, session,
-                       x: torch.Tensor) -> Dict[str, float]:
-    """Per output: max |onnxruntime - PyTorch| / max |PyTorch| on ``x``."""
-    return {
-        name: rel
-        for name, (_, rel) in onnx_errors(graph, session, x).items()
-    }
-
-
 def time_both(graph: nn.Module,
               session,
               x: torch.Tensor,

@@ -31,9 +31,13 @@ class _EndingProgressBar(ProgressBar):
     ``track_*`` helpers do that themselves, for a bar over an iterable;
     ours are updated by hand)."""
 
+    def __init__(self, task_num: int, file: TextIO) -> None:
+        super().__init__(task_num, file=file)
+        self._finished = False
+
     def finish(self) -> None:
         """End the bar's line (once; later calls do nothing)."""
-        if not getattr(self, '_finished', False):
+        if not self._finished:
             self._finished = True
             self.file.write('\n')
             self.file.flush()

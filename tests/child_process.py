@@ -26,17 +26,28 @@ def run_in_checkout(script, *args, env=None, cwd=REPO, **kwargs):
     checkout (PYTHONPATH), with a proof: the child reports
     ``mmslak.__file__`` and this asserts it lies inside the checkout.
     Returns the CompletedProcess (text, stdout/stderr captured)."""
-    env = dict(os.environ if env is None else env, PYTHONPATH=REPO)
     proc = subprocess.run(
-        [sys.executable, '-c', _CHILD_PRELUDE,
-         str(script), *map(str, args)],
+        checkout_command(script, *args),
         cwd=cwd,
-        env=env,
+        env=checkout_env(env),
         capture_output=True,
         text=True,
         **kwargs)
     assert_imported_this_checkout(proc.stdout, proc.stderr)
     return proc
+
+
+def checkout_command(script, *args) -> list:
+    """``python script *args``, first reporting ``mmslak.__file__`` (for
+    :func:`assert_imported_this_checkout`; run it with
+    :func:`checkout_env`)."""
+    return [sys.executable, '-c', _CHILD_PRELUDE, str(script), *map(str, args)]
+
+
+def checkout_env(env=None) -> dict:
+    """``env`` (default: this process's) with PYTHONPATH set to this
+    checkout, for a child that must import it."""
+    return dict(os.environ if env is None else env, PYTHONPATH=REPO)
 
 
 def assert_imported_this_checkout(stdout, stderr=''):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from child_process import assert_imported_this_checkout, checkout_env
 from mmengine.fileio import get_file_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.runner.checkpoint import save_checkpoint
@@ -26,6 +27,7 @@ CHILD = textwrap.dedent("""
     import torch
     import mmslak
     from mmengine.runner.checkpoint import save_checkpoint
+    print('MMSLAK_IMPORTED_FROM=' + mmslak.__file__, flush=True)
     path, marker = sys.argv[1], sys.argv[2]
     ATOMIC = dict(backend='atomic_local')
     save_checkpoint(dict(meta=dict(version=1),
@@ -57,7 +59,10 @@ CHILD = textwrap.dedent("""
 
 def test_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     path, marker = str(tmp_path / 'iter_1.pth'), str(tmp_path / 'stalled')
-    proc = subprocess.Popen([sys.executable, '-c', CHILD, path, marker])
+    proc = subprocess.Popen([sys.executable, '-c', CHILD, path, marker],
+                            env=checkout_env(),
+                            stdout=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.time() + 120
         while not os.path.exists(marker):
@@ -69,6 +74,7 @@ def test_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert_imported_this_checkout(proc.stdout.read())
     ckpt = load_checkpoint_file(path)
     assert ckpt['meta']['version'] == 1
     torch.testing.assert_close(ckpt['state_dict']['w'], torch.ones(200000))

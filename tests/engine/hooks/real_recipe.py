@@ -10,10 +10,11 @@ write the dataset and the config)."""
 import os
 import os.path as osp
 import subprocess
-import sys
 
 import numpy as np
 import torch
+from child_process import (assert_imported_this_checkout, checkout_command,
+                           checkout_env)
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -144,23 +145,16 @@ def write_config(path: str,
 
 def child_env() -> dict:
     """Environment of a child that imports THIS checkout's mmslak."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env = checkout_env()
     env.setdefault('OMP_NUM_THREADS', '1')
     return env
 
 
 def train_cmd(config: str, work_dir: str, *extra: str) -> list:
     """tools/train.py of this checkout, printing where mmslak came from."""
-    boot = ('import runpy, sys, mmslak; '
-            'print("MMSLAK_FILE=" + mmslak.__file__, flush=True); '
-            'sys.argv = sys.argv[1:]; '
-            'runpy.run_path(sys.argv[0], run_name="__main__")')
-    return [
-        sys.executable, '-c', boot,
+    return checkout_command(
         osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-        *extra
-    ]
+        *extra)
 
 
 def train(config: str, work_dir: str, *extra: str, timeout: int = 600) -> str:
@@ -175,15 +169,8 @@ def train(config: str, work_dir: str, *extra: str, timeout: int = 600) -> str:
         timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert_child_used_checkout(out)
+    assert_imported_this_checkout(out)
     return out
-
-
-def assert_child_used_checkout(out: str) -> None:
-    lines = [ln for ln in out.splitlines() if ln.startswith('MMSLAK_FILE=')]
-    assert lines, 'the child did not report mmslak.__file__'
-    path = osp.realpath(lines[0].split('=', 1)[1])
-    assert path.startswith(osp.realpath(REPO) + os.sep), path
 
 
 def final_state(ckpt_path: str) -> dict:

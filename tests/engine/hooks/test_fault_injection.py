@@ -28,6 +28,7 @@ import threading
 
 import pytest
 import real_recipe as rr
+from child_process import assert_imported_this_checkout
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ class Zygote:
                                      text=True)
         ready = self.proc.stdout.readline().split()
         assert ready[:1] == ['READY'], ready
-        rr.assert_child_used_checkout(f'MMSLAK_FILE={ready[1]}')
+        assert_imported_this_checkout(f'MMSLAK_IMPORTED_FROM={ready[1]}')
 
     def run(self, argv, log, kill=None, timeout=300) -> int:
         """Exit code of one training child (-9: killed)."""
@@ -163,7 +164,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, zygote, by_epoch):
     os.makedirs(ref_dir)
     ref_log = osp.join(ref_dir, 'child.log')
     assert zygote.run([config, '--work-dir', ref_dir], ref_log) == 0
-    rr.assert_child_used_checkout(open(ref_log).read())
+    assert_imported_this_checkout(open(ref_log).read())
 
     reference = rr.final_state(osp.join(ref_dir, final))
     assert rr.tensor_count(reference) > 200
@@ -183,7 +184,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, zygote, by_epoch):
 
 def _check_round(work, log, final, reference, killed):
     text = open(log).read()
-    rr.assert_child_used_checkout(text)
+    assert_imported_this_checkout(text)
     resumes = text.count('resumed epoch: ')  # mmengine's line
     if killed and resumes:  # (a kill before the first pointer: no resume)
         assert text.count('RandomStateHook: random states of rank 0 '

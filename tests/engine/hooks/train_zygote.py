@@ -84,7 +84,7 @@ def _child(request: dict) -> None:
     fd = os.open(request['log'], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    print('MMSLAK_FILE=' + mmslak.__file__, flush=True)
+    print('MMSLAK_IMPORTED_FROM=' + mmslak.__file__, flush=True)
     try:
         if request.get('kill'):
             _arm(request['kill'])

@@ -11,13 +11,14 @@ from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import task_family
-from mmslak.utils.cfg_options import CfgOptionsAction
-from mmslak.utils.cli import (add_partial_load_flag, check_checkpoint_match,
-                              check_local_checkpoint, enable_amp,
-                              exit_on_checkpoint_error, exit_on_dataset_error,
-                              parse_with_launcher,
-                              seed_from_resumed_checkpoint, set_work_dir)
-from mmslak.utils.dist import setup_cpu_distributed
+from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.dist import setup_cpu_distributed
+from mmslak.cli.train_test import (add_partial_load_flag,
+                                   check_checkpoint_match,
+                                   check_local_checkpoint, enable_amp,
+                                   exit_on_checkpoint_error,
+                                   exit_on_dataset_error, parse_with_launcher,
+                                   seed_from_resumed_checkpoint, set_work_dir)
 
 
 def parse_args():

@@ -118,7 +118,7 @@ def count_complexity(model: nn.Module,
 
     Args:
         model: called as ``model(*inputs)`` (see
-            :class:`mmslak.analysis.builder.TensorForward`).
+            :class:`mmslak.analysis.TensorForward`).
         inputs: a tensor or a tuple of tensors.
         densities: ``{module name: density}`` of conv/linear layers (see
             the module docstring); others count as dense.

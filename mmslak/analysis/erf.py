@@ -266,3 +266,24 @@ def plot_erfs(erfs: Dict[str, np.ndarray],
     fig.tight_layout()
     fig.savefig(out_file, dpi=120)
     plt.close(fig)
+
+
+def strip_output_norms(backbone: nn.Module) -> int:
+    """Replace the per-stage output norms (``norm{i}`` / SLaK's ``norm``)
+    by identities, so the backbone returns the raw stage outputs.
+
+    The ERF needs this: with a LayerNorm of unit weight at the output, the
+    channel sum of the centre pixel is a constant (zero gradient).
+    Returns the number of norms replaced.
+    """
+    names = set()
+    for i in getattr(backbone, 'out_indices', ()):
+        names.add(f'norm{i}')
+        if hasattr(backbone, 'norm_name'):
+            names.add(backbone.norm_name(i))
+    replaced = 0
+    for name in sorted(names):
+        if isinstance(getattr(backbone, name, None), nn.Module):
+            setattr(backbone, name, nn.Identity())
+            replaced += 1
+    return replaced

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmslak.analysis.builder import task_of
-from mmslak.ops import dispatch
+from ..ops import dispatch
+from ..utils import task_family
 
 
 class _ClassifierGraph(nn.Module):
@@ -60,9 +60,7 @@ class _FeatureGraph(nn.Module):
 
 
 _GRAPHS = dict(
-    classification=_ClassifierGraph,
-    segmentation=_SegmentorGraph,
-    detection=_FeatureGraph)
+    mmpretrain=_ClassifierGraph, mmseg=_SegmentorGraph, mmdet=_FeatureGraph)
 
 
 class _MatmulAdaptivePool(nn.Module):
@@ -114,10 +112,11 @@ def exportable_pooling(module: nn.Module):
 
 def export_graph(model: nn.Module) -> nn.Module:
     """The module whose ``forward(x)`` is exported, for ``model``'s task."""
-    task = task_of(model)
+    task = task_family(model)
     if task not in _GRAPHS:
         raise ValueError(
-            f'cannot export a {type(model).__name__} ({task}): expected an '
+            f'cannot export a {type(model).__name__} (task family {task}): '
+            'expected an '
             'mmpretrain classifier, an mmseg segmentor or an mmdet detector')
     return _GRAPHS[task](model).eval()
 

@@ -11,10 +11,13 @@ from typing import Optional, Union
 
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.registry import DATASETS, MODELS, init_default_scope
+from mmengine.utils import import_modules_from_strings
 
-from ..utils.config_walk import edit_dicts
+from ..checkpoint import load_state_dict_checked, read_checkpoint
+from ..utils import edit_dicts, task_family
 
-FAMILIES = ('mmpretrain', 'mmseg', 'mmdet')
 ConfigType = Union[str, Path, Config]
 
 
@@ -22,12 +25,11 @@ def load_config(config: ConfigType,
                 cfg_options: Optional[dict] = None) -> Config:
     """A config from a path (``pkg::path`` prefixes work) or a Config (then
     copied), ``cfg_options`` merged, ``mmslak`` and the config's
-    ``custom_imports`` imported."""
-    import mmslak  # noqa: F401  (registers SLaK and the package name)
+    ``custom_imports`` imported (``mmslak`` itself is: this module is
+    part of it)."""
     if isinstance(config, Config):
         cfg = copy.deepcopy(config)
     elif isinstance(config, (str, Path)) and '::' in str(config):
-        from mmengine.hub import get_config  # e.g. 'mmslak::upernet/...py'
         cfg = get_config(str(config))
     elif isinstance(config, (str, Path)):
         cfg = Config.fromfile(str(config))
@@ -38,32 +40,8 @@ def load_config(config: ConfigType,
         cfg.merge_from_dict(cfg_options)
     imports = cfg.get('custom_imports')
     if imports:
-        from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**imports)
     return cfg
-
-
-def task_family(cfg: Config) -> str:
-    """'mmpretrain', 'mmseg' or 'mmdet', from ``default_scope`` (set by
-    every upstream ``default_runtime``), else the model's scope (a model
-    inherited from ``mmdet::...`` has ``_scope_='mmdet'``) or type."""
-    scope = cfg.get('default_scope')
-    if scope in FAMILIES:
-        return scope
-    if cfg.get('model', {}).get('_scope_') in FAMILIES:
-        return cfg.model['_scope_']
-    model_type = str(cfg.get('model', {}).get('type', ''))
-    prefix = model_type.split('.')[0] if '.' in model_type else ''
-    if prefix in FAMILIES:
-        return prefix
-    if model_type in ('ImageClassifier', ):
-        return 'mmpretrain'
-    if model_type in ('EncoderDecoder', 'CascadeEncoderDecoder'):
-        return 'mmseg'
-    raise ValueError(
-        f'cannot tell the task of this config: default_scope={scope!r}, '
-        f'model.type={model_type!r}; set default_scope to one of '
-        f'{FAMILIES}')
 
 
 def drop_pretrained_init(cfg: Union[dict, list]) -> int:
@@ -111,7 +89,6 @@ def _dataset_meta(checkpoint: Optional[dict], cfg: Config) -> Optional[dict]:
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     if not dataset.get('type'):
         return None
-    from mmengine.registry import DATASETS
     with DATASETS.switch_scope_and_registry(task_family(cfg)) as registry:
         cls = registry.get(dataset['type'])
     if cls is None or not hasattr(cls, 'METAINFO'):
@@ -134,9 +111,6 @@ def init_model(config: ConfigType,
     ``model.dataset_meta`` comes from the checkpoint's meta, else from the
     config's test dataset.
     """
-    from mmengine.registry import MODELS, init_default_scope
-
-    from mmslak.checkpoint import load_state_dict_checked, read_checkpoint
     cfg = load_config(config, cfg_options)
     family = task_family(cfg)
     model_cfg = copy.deepcopy(cfg.model)

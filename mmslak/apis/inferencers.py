@@ -9,7 +9,9 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch.nn as nn
 
-from .inference import init_model, task_family
+from ..checkpoint import read_checkpoint
+from ..utils import task_family
+from .inference import init_model
 
 
 def is_deploy_checkpoint(checkpoint: dict) -> bool:
@@ -29,7 +31,6 @@ def init_inference_model(config,
     one."""
     options = dict(cfg_options or {})
     if checkpoint is not None:
-        from mmslak.checkpoint import read_checkpoint
         if is_deploy_checkpoint(read_checkpoint(checkpoint)):
             options.setdefault('model.backbone.deploy', True)
     return init_model(config, checkpoint, device, options)

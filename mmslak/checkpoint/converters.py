@@ -19,6 +19,7 @@ Every conversion returns the new checkpoint and a report of the mapping;
 :func:`verify_against_model` refuses missing, leftover or mismatched keys,
 and :func:`save_converted` writes atomically, so no partial file is left.
 """
+import argparse
 import io
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -33,7 +34,7 @@ from .loading import (CheckpointError, CheckpointMismatchError,
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
     'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'verify_against_model',
-    'build_slak_classifier', 'save_converted', 'REFERENCE_TRAINING_GLOBALS'
+    'save_converted', 'REFERENCE_TRAINING_GLOBALS'
 ]
 
 
@@ -86,12 +87,7 @@ def _pattern(src: str, dst: str) -> Tuple[str, str]:
 
 
 # The reference training script stores its argparse.Namespace under 'args'.
-def _reference_training_globals() -> list:
-    import argparse
-    return [argparse.Namespace]
-
-
-REFERENCE_TRAINING_GLOBALS = _reference_training_globals()
+REFERENCE_TRAINING_GLOBALS = [argparse.Namespace]
 
 
 def slak_to_mmpretrain(checkpoint: dict,
@@ -241,38 +237,6 @@ def verify_against_model(state_dict: Dict[str, torch.Tensor],
         model.state_dict(),
         source=source,
         target=f'the target {type(model).__name__}')
-
-
-def build_slak_classifier(arch: str = 'tiny',
-                          kernel_sizes: Optional[Sequence[int]] = None,
-                          width_factor: float = 1.3,
-                          num_classes: Optional[int] = 1000) -> nn.Module:
-    """An mmpretrain ImageClassifier with a SLaK backbone (the target of
-    :func:`slak_to_mmpretrain`); ``num_classes=None`` builds the backbone
-    only, wrapped so its keys are ``backbone.*``."""
-    from mmpretrain.registry import MODELS
-
-    import mmslak  # noqa: F401  (registers SLaK)
-    backbone = MODELS.build(
-        dict(
-            type='SLaK',
-            arch=arch,
-            kernel_sizes=kernel_sizes,
-            width_factor=width_factor,
-            init_cfg=None))
-    if num_classes is None:
-        wrapper = nn.Module()
-        wrapper.backbone = backbone
-        return wrapper
-    return MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=backbone,  # built once: the head needs its width
-            neck=None,
-            head=dict(
-                type='LinearClsHead',
-                num_classes=num_classes,
-                in_channels=backbone.channels[-1])))
 
 
 def save_converted(checkpoint: dict, filepath: str) -> None:

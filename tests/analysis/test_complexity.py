@@ -7,10 +7,11 @@ import torch
 import torch.nn as nn
 from macs_oracle import conv_linear_macs
 
-from mmslak.analysis import (TensorForward, build_model, count_complexity,
+from mmslak.analysis import (TensorForward, count_complexity,
                              densities_assumed, densities_from_masks,
                              densities_from_weights, dummy_inputs)
-from mmslak.analysis.builder import build_from_cfg, drop_pretrained_init
+from mmslak.apis import build_model, drop_pretrained_init
+from mmslak.apis.analysis_models import build_from_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -190,7 +191,7 @@ def test_get_flops_cli_segmentation(tmp_path):
         str(out)
     ])
     assert summary == json.loads(out.read_text())
-    assert summary['task'] == 'segmentation'
+    assert summary['task'] == 'mmseg'
     assert summary['shape'] == [64, 96]
     assert 'backbone.' in summary['density_source']
     # built again independently: backbone-only density, no auxiliary head
@@ -230,7 +231,7 @@ def test_get_flops_cli_detection_and_weights(tmp_path):
     summary = tool.main(
         [str(cfg), '--shape', '96', '128', '--checkpoint',
          str(ckpt)])
-    assert summary['task'] == 'detection'
+    assert summary['task'] == 'mmdet'
     assert summary['density_source'].startswith('non-zero weights')
     # only the stem lost weights: half its weights and half its MACs
     stem_w = state[stem].numel()

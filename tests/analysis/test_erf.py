@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmslak.analysis import (build_erf_backbone, compute_erf, fallback_images,
+from mmslak.analysis import (compute_erf, fallback_images,
                              high_contribution_area_ratios, load_images,
                              normalize_erf, preprocess)
+from mmslak.apis import build_erf_backbone
 
 REPO = Path(__file__).resolve().parents[2]
 

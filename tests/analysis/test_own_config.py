@@ -6,8 +6,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from mmslak.analysis import build_model
-from mmslak.apis import load_config
+from mmslak.apis import build_model, load_config
 
 DATA = Path(__file__).parent / 'data'
 

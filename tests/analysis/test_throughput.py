@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mmslak.analysis import build_model, measure_throughput, switch_to_deploy
+from mmslak.analysis import measure_throughput, switch_to_deploy
+from mmslak.apis import build_model
 from mmslak.ops import timing
 from mmslak.ops.timing import time_fn
 

@@ -42,10 +42,19 @@ def _randomise_bn(model):
 
 
 def _classifier(num_classes=10):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
-    import mmslak  # noqa: F401
-    model = MODELS.build(
+    # in mmpretrain's scope whatever scope an earlier test left current
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = _build_classifier(MODELS, num_classes)
+    model.init_weights()
+    _randomise_bn(model)
+    return model.eval()
+
+
+def _build_classifier(MODELS, num_classes):
+    return MODELS.build(
         dict(
             type='ImageClassifier',
             data_preprocessor=dict(
@@ -62,9 +71,6 @@ def _classifier(num_classes=10):
             head=dict(
                 type='LinearClsHead', num_classes=num_classes,
                 in_channels=249)))
-    model.init_weights()
-    _randomise_bn(model)
-    return model.eval()
 
 
 def _ort_vs_oracle(path, oracle, x):

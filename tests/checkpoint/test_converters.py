@@ -13,7 +13,7 @@ from mmengine.runner import load_checkpoint
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import load_checkpoint_file
-from mmslak.checkpoint.cli import (mmslak2slak_main, slak2mmpretrain_main,
+from mmslak.cli.converters import (mmslak2slak_main, slak2mmpretrain_main,
                                    slak_det2mmdet_main, slak_seg2mmseg_main)
 from mmslak.models import SLaK
 
@@ -404,6 +404,6 @@ def test_reverse_refuses_foreign_keys(tmp_path, capsys):
 
 
 def test_missing_installed_config_is_a_clear_error():
-    from mmslak.checkpoint.cli import _target_model
+    from mmslak.cli.converters import _target_model
     with pytest.raises(FileNotFoundError, match='pass --config'):
         _target_model('mmslak::upernet/no-such-config.py')

@@ -141,7 +141,7 @@ def test_runner_resume_from_url(hub, tmp_path, toy_runner):
 
 
 def test_analysis_tools_checkpoint_url(hub, tiny_arch):
-    from mmslak.analysis.builder import load_weights
+    from mmslak.apis.analysis_models import load_weights
     hub(URL)
     model = SLaK(arch=tiny_arch, width_factor=1.0)
     _refused(lambda: load_weights(model, URL), URL, hub.marker)

@@ -3,8 +3,8 @@
 from mmengine.config import ConfigDict
 
 from mmslak.apis import drop_pretrained_init
+from mmslak.cli.dist import syncbn_to_bn
 from mmslak.utils.config_walk import edit_dicts
-from mmslak.utils.dist import syncbn_to_bn
 
 
 def _cfg():

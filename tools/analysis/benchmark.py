@@ -95,11 +95,11 @@ import sys
 import torch
 
 import mmslak  # noqa: F401  (registers SLaK)
+from mmslak.cli.progress import progress_bar
 from mmslak.ops import cropped_kernel_size
 from mmslak.ops import depthwise_conv as dc
 from mmslak.ops import dispatch, plan_for, preferred_memory_format
 from mmslak.ops.timing import time_fn
-from mmslak.utils.progress import progress_bar
 
 SLAK_T_STAGES = ((124, 51), (249, 49), (499, 47), (998, 13))  # (C, K)
 SMALL_KERNEL = 5

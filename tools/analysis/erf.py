@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
-from mmslak.analysis import (BACKBONE_ALIASES, DEFAULT_THRESHOLDS,
-                             build_erf_backbone, compute_erf,
+from mmslak.analysis import (DEFAULT_THRESHOLDS, compute_erf,
                              high_contribution_area_ratios, load_images,
                              normalize_erf, plot_erfs, preprocess)
-from mmslak.utils.cfg_options import CfgOptionsAction
-from mmslak.utils.progress import add_quiet_flag, progress_bar
+from mmslak.apis import BACKBONE_ALIASES, build_erf_backbone
+from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.progress import add_quiet_flag, progress_bar
 
 
 def parse_args(argv=None):

@@ -18,19 +18,19 @@ import sys
 
 from mmengine.logging import MMLogger
 
-from mmslak.analysis import (TensorForward, build_model, count_complexity,
+from mmslak.analysis import (TensorForward, count_complexity,
                              densities_assumed, densities_from_masks,
                              densities_from_weights, dummy_inputs,
-                             masks_from_checkpoint_file, task_of)
+                             masks_from_checkpoint_file)
 from mmslak.analysis.complexity import format_count
-from mmslak.apis import load_config
-from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.apis import build_model, load_config, task_family
+from mmslak.cli.cfg_options import CfgOptionsAction
 
 DEFAULT_SHAPES = {
-    'classification': (224, 224),
+    'mmpretrain': (224, 224),
     # mmseg's get_flops default, the size of the ADE20K papers' FLOPs
-    'segmentation': (512, 2048),
-    'detection': (1280, 800),
+    'mmseg': (512, 2048),
+    'mmdet': (1280, 800),
     'backbone': (224, 224),
 }
 
@@ -131,7 +131,7 @@ def resolve_densities(args, model, task, hook_density=None):
     if source == 'uniform':
         prefix = args.sparse_prefix
         if prefix is None:
-            prefix = '' if task == 'classification' else 'backbone.'
+            prefix = '' if task == 'mmpretrain' else 'backbone.'
         where = f'"{prefix}*"' if prefix else 'all'
         return (densities_assumed(model, density, prefix),
                 f'uniform {density} on {where} conv/linear weights '
@@ -152,7 +152,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(
         cfg, args.checkpoint, drop_auxiliary_head=not args.keep_aux_head)
-    task = task_of(model)
+    task = task_family(model) or 'backbone'
     if args.shape is None:
         shape = DEFAULT_SHAPES[task]
     else:

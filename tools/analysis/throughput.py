@@ -17,11 +17,10 @@ import sys
 import torch
 from mmengine.logging import MMLogger
 
-from mmslak.analysis import (build_model, dummy_inputs, measure_throughput,
-                             switch_to_deploy, task_of)
-from mmslak.analysis.builder import TensorForward
-from mmslak.apis import load_config
-from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.analysis import (TensorForward, dummy_inputs, measure_throughput,
+                             switch_to_deploy)
+from mmslak.apis import build_model, load_config, task_family
+from mmslak.cli.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):
@@ -105,7 +104,7 @@ def main(argv=None):
         )
     summary = dict(
         config=args.config,
-        task=task_of(model),
+        task=task_family(model),
         device=str(args.device),
         batch_size=args.batch_size,
         shape=list(shape),

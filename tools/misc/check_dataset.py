@@ -12,8 +12,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
+from mmslak.cli.cfg_options import CfgOptionsAction
 from mmslak.datasets.checker import check_dataset_cfg
-from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):

@@ -5,7 +5,7 @@ Run with ``--help`` for the options; the logic is in
 """
 import sys
 
-from mmslak.checkpoint.cli import mmslak2slak_main
+from mmslak.cli.converters import mmslak2slak_main
 
 if __name__ == '__main__':
     sys.exit(mmslak2slak_main())

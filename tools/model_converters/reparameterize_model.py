@@ -14,8 +14,8 @@ import sys
 
 from mmslak.apis import init_model
 from mmslak.checkpoint import save_converted
+from mmslak.cli.cfg_options import CfgOptionsAction
 from mmslak.models import switch_to_deploy
-from mmslak.utils.cfg_options import CfgOptionsAction
 
 
 def parse_args(argv=None):

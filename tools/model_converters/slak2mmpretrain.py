@@ -5,7 +5,7 @@ Run with ``--help`` for the options; the logic is in
 """
 import sys
 
-from mmslak.checkpoint.cli import slak2mmpretrain_main
+from mmslak.cli.converters import slak2mmpretrain_main
 
 if __name__ == '__main__':
     sys.exit(slak2mmpretrain_main())

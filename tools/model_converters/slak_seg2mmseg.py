@@ -5,7 +5,7 @@ Run with ``--help`` for the options; the logic is in
 """
 import sys
 
-from mmslak.checkpoint.cli import slak_seg2mmseg_main
+from mmslak.cli.converters import slak_seg2mmseg_main
 
 if __name__ == '__main__':
     sys.exit(slak_seg2mmseg_main())

@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import load_checkpoint_file
+from mmslak.cli.train_test import seed_from_resumed_checkpoint
 from mmslak.engine.hooks.random_state_hook import (capture_random_state,
                                                    restore_random_state)
-from mmslak.utils.cli import seed_from_resumed_checkpoint
 
 
 def _draws():

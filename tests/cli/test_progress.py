@@ -11,8 +11,8 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import load_checkpoint_file
-from mmslak.checkpoint.cli import STEPS, mmslak2slak_main
-from mmslak.utils.progress import SilentProgressBar, progress_bar
+from mmslak.cli.converters import STEPS, mmslak2slak_main
+from mmslak.cli.progress import SilentProgressBar, progress_bar
 
 
 class FakeTerminal(io.StringIO):

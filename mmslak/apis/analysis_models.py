@@ -1,18 +1,21 @@
-"""Build models from configs (or short names) for the analysis tools.
+"""Models for the analysis tools, from configs (or short names).
 
 The tools work on any mmpretrain classifier, mmseg segmentor or mmdet
 detector config (and on bare backbones for the ERF); this module hides the
-scope, ``custom_imports`` and dummy-input details they share.
+scope and ``custom_imports`` details they share.
 """
 import copy
-from functools import partial
-from typing import Any, Dict, List, Optional, Tuple, Union
+import inspect
+from typing import Dict, List, Optional, Tuple, Union
 
-import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import MODELS, init_default_scope
 
-from mmslak.apis import drop_pretrained_init, load_config
+from ..analysis.erf import strip_output_norms
+from ..checkpoint import get_state_dict, read_checkpoint
+from .inference import drop_pretrained_init, init_model, load_config
 
 #: Backbones the ERF tool knows by name, so the paper's comparison needs no
 #: config file. ``kernel_sizes`` etc. can still be overridden.
@@ -30,9 +33,6 @@ BACKBONE_ALIASES: Dict[str, dict] = {
 def build_from_cfg(model_cfg: dict, scope: str) -> nn.Module:
     """Build ``model_cfg`` from the registry of ``scope`` (mmpretrain,
     mmseg or mmdet)."""
-    from mmengine.registry import MODELS, init_default_scope
-
-    import mmslak  # noqa: F401
     init_default_scope(scope)
     return MODELS.build(model_cfg)
 
@@ -51,7 +51,6 @@ def load_weights(module: nn.Module,
     Returns:
         (missing keys, unexpected keys)
     """
-    from mmslak.checkpoint import get_state_dict, read_checkpoint
     state = get_state_dict(read_checkpoint(checkpoint))
     own = set(module.state_dict())
     if prefix is None and not own & set(state) and any(
@@ -73,9 +72,6 @@ def load_weights(module: nn.Module,
 def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
     """Names of the ``__init__`` arguments of the class ``model_cfg`` names
     (None when it cannot be found)."""
-    import inspect
-
-    from mmengine.registry import MODELS, init_default_scope
     init_default_scope(scope)
     obj_type = model_cfg.get('type')
     if isinstance(obj_type, type):
@@ -160,110 +156,16 @@ def build_erf_backbone(spec: str,
     return backbone, scope
 
 
-def strip_output_norms(backbone: nn.Module) -> int:
-    """Replace the per-stage output norms (``norm{i}`` / SLaK's ``norm``)
-    by identities, so the backbone returns the raw stage outputs.
-
-    The ERF needs this: with a LayerNorm of unit weight at the output, the
-    channel sum of the centre pixel is a constant (zero gradient).
-    Returns the number of norms replaced.
-    """
-    names = set()
-    for i in getattr(backbone, 'out_indices', ()):
-        names.add(f'norm{i}')
-        if hasattr(backbone, 'norm_name'):
-            names.add(backbone.norm_name(i))
-    replaced = 0
-    for name in sorted(names):
-        if isinstance(getattr(backbone, name, None), nn.Module):
-            setattr(backbone, name, nn.Identity())
-            replaced += 1
-    return replaced
-
-
-# ------------------------------------------------------------- full models
-def task_of(model: nn.Module) -> str:
-    """'classification', 'segmentation', 'detection' or 'backbone'."""
-    mro = [c.__module__ + '.' + c.__name__ for c in type(model).__mro__]
-    if any(
-            n.startswith('mmseg.') and n.endswith('BaseSegmentor')
-            for n in mro):
-        return 'segmentation'
-    if any(n.startswith('mmdet.') and n.endswith('BaseDetector') for n in mro):
-        return 'detection'
-    if any(
-            n.startswith('mmpretrain.') and n.endswith('BaseClassifier')
-            for n in mro):
-        return 'classification'
-    return 'backbone'
-
-
 def build_model(config: Union[str, Config],
                 checkpoint: Optional[str] = None,
                 cfg_options: Optional[dict] = None,
                 drop_auxiliary_head: bool = True) -> nn.Module:
-    """:func:`mmslak.apis.init_model` (pretrained ``init_cfg`` dropped,
+    """:func:`init_model` (pretrained ``init_cfg`` dropped,
     ``checkpoint`` loaded strictly), then, for counting and timing, SyncBN
     reverted to BN and, like mmseg's ``get_flops``, a segmentor's
     auxiliary head (used only in training) removed."""
-    from mmengine.model import revert_sync_batchnorm
-
-    from mmslak.apis import init_model
     model = init_model(config, checkpoint, cfg_options=cfg_options)
     if drop_auxiliary_head and getattr(model, 'auxiliary_head',
                                        None) is not None:
         model.auxiliary_head = None
     return revert_sync_batchnorm(model).eval()
-
-
-def dummy_inputs(
-    model: nn.Module,
-    shape: Tuple[int, int],
-    batch_size: int = 1,
-    device: Union[str, torch.device] = 'cpu'
-) -> Tuple[torch.Tensor, Dict[str, Any]]:
-    """Random (N, 3, H, W) inputs and the keyword arguments that make
-    ``model(inputs, **kwargs)`` run its plain tensor forward (no
-    post-processing), for any of the supported tasks."""
-    h, w = shape
-    inputs = torch.rand(batch_size, 3, h, w, device=device)
-    task = task_of(model)
-    if task == 'backbone':
-        return inputs, {}
-    meta = dict(
-        img_shape=(h, w),
-        ori_shape=(h, w),
-        pad_shape=(h, w),
-        batch_input_shape=(h, w),
-        scale_factor=(1., 1.))
-    if task == 'segmentation':
-        from mmseg.structures import SegDataSample
-        samples = [SegDataSample(metainfo=meta) for _ in range(batch_size)]
-    elif task == 'detection':
-        from mmdet.structures import DetDataSample
-        samples = [DetDataSample(metainfo=meta) for _ in range(batch_size)]
-    else:
-        samples = None
-    return inputs, dict(data_samples=samples, mode='tensor')
-
-
-class TensorForward:
-    """Context manager making ``model.forward(x)`` the tensor forward.
-
-    Tracers (mmengine's FlopAnalyzer) call ``model(x)``; this binds the data
-    samples and ``mode='tensor'`` for the duration, keeping module names
-    unchanged (so they match checkpoint and mask names).
-    """
-
-    def __init__(self, model: nn.Module, kwargs: Dict[str, Any]) -> None:
-        self.model = model
-        self.kwargs = kwargs
-
-    def __enter__(self) -> nn.Module:
-        if self.kwargs:
-            self.model.forward = partial(
-                type(self.model).forward, self.model, **self.kwargs)
-        return self.model
-
-    def __exit__(self, *exc) -> None:
-        self.model.__dict__.pop('forward', None)

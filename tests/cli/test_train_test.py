@@ -1,28 +1,17 @@
-"""tools/train.py / tools/test.py logic: task detection and config edits."""
+"""tools/train.py / tools/test.py logic (mmslak.cli.train_test): config
+edits, the CheckpointMatchHook default and its switch."""
 import os.path as osp
 
 import pytest
+import torch
 from child_process import run_in_checkout
 from mmengine.config import Config
 
-from mmslak.apis import task_family
-from mmslak.utils.cli import (dump_metric, enable_amp, enable_visualization,
-                              set_work_dir)
-
-
-@pytest.mark.parametrize('cfg, family', [
-    (dict(default_scope='mmseg'), 'mmseg'),
-    (dict(default_scope='mmdet'), 'mmdet'),
-    (dict(model=dict(type='mmpretrain.ImageClassifier')), 'mmpretrain'),
-    (dict(model=dict(type='EncoderDecoder')), 'mmseg'),
-])
-def test_task_family(cfg, family):
-    assert task_family(Config(cfg)) == family
-
-
-def test_task_family_unknown():
-    with pytest.raises(ValueError, match='default_scope'):
-        task_family(Config(dict(model=dict(type='Foo'))))
+from mmslak.checkpoint import CorruptCheckpointError
+from mmslak.cli.train_test import (check_checkpoint_match,
+                                   check_local_checkpoint, dump_metric,
+                                   enable_amp, enable_visualization,
+                                   set_work_dir)
 
 
 def test_work_dir_priority():
@@ -75,3 +64,48 @@ def test_test_py_missing_checkpoint():
                              'no/such.pth')
     assert result.returncode != 0
     assert 'checkpoint not found: no/such.pth' in result.stderr
+
+
+SPARSE = dict(type='SparseTrainingHook', init='checkpoint')
+
+
+def _types(cfg):
+    return [h['type'] for h in cfg.custom_hooks]
+
+
+def test_hook_added_by_default():
+    cfg = Config(dict(custom_hooks=[SPARSE]))
+    check_checkpoint_match(cfg, strict=True, allow_partial=False)
+    assert _types(cfg) == ['SparseTrainingHook', 'CheckpointMatchHook']
+    assert cfg.custom_hooks[1]['strict'] is True
+    cfg = Config(dict())
+    check_checkpoint_match(cfg, strict=False, allow_partial=False)
+    assert cfg.custom_hooks == [dict(type='CheckpointMatchHook', strict=False)]
+
+
+def test_users_hook_kept():
+    mine = dict(type='CheckpointMatchHook', prefixes=['neck.'])
+    cfg = Config(dict(custom_hooks=[mine]))
+    check_checkpoint_match(cfg, strict=True, allow_partial=False)
+    assert cfg.custom_hooks == [mine]
+
+
+def test_allow_partial_removes_it():
+    cfg = Config(
+        dict(custom_hooks=[SPARSE,
+                           dict(type='mmslak.CheckpointMatchHook')]))
+    check_checkpoint_match(cfg, strict=True, allow_partial=True)
+    assert _types(cfg) == ['SparseTrainingHook']
+
+
+def test_local_checkpoint_format(tmp_path):
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello')
+    with pytest.raises(
+            CorruptCheckpointError, match='is not a PyTorch checkpoint'):
+        check_local_checkpoint(str(text))
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {}}, str(good))
+    check_local_checkpoint(str(good))  # passes
+    check_local_checkpoint(None)  # no load_from
+    check_local_checkpoint('https://example.com/x.pth')  # left to loaders

@@ -9,7 +9,13 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config
+from mmengine.evaluator import DumpResults
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
+
+from ..checkpoint.loading import (CheckpointError, CheckpointMismatchError,
+                                  check_torch_format, read_checkpoint)
+from ..datasets import DatasetError
 
 
 def parse_with_launcher(parser: argparse.ArgumentParser,
@@ -45,9 +51,6 @@ def seed_from_resumed_checkpoint(cfg: Config) -> None:
     randomness = dict(cfg.get('randomness') or {})
     if not cfg.get('resume') or randomness.get('seed') is not None:
         return
-    from mmengine.runner import find_latest_checkpoint
-
-    from mmslak.checkpoint import read_checkpoint
     path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
     if not path or not osp.isfile(path):
         return  # nothing to resume: mmengine starts afresh and says so
@@ -107,9 +110,8 @@ def dump_metric(family: str, out: str):
     if not out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file, got {out!r}')
     if family == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
+        from mmdet.evaluation import DumpDetResults  # optional dependency
         return DumpDetResults(out_file_path=out)
-    from mmengine.evaluator import DumpResults
     return DumpResults(out_file_path=out)
 
 
@@ -128,7 +130,6 @@ def check_local_checkpoint(path) -> None:
     """Refuse early a local ``load_from`` / test checkpoint that is not a
     ``torch.save`` file (mmengine's loader fails on it with a bare
     ``KeyError``); URLs and missing paths are left to the loaders."""
-    from mmslak.checkpoint.loading import check_torch_format
     if path and '://' not in str(path) and osp.isfile(path):
         check_torch_format(path, str(path))
 
@@ -164,8 +165,6 @@ def exit_on_checkpoint_error():
     """Turn a checkpoint error (mismatched keys, not a checkpoint, ...)
     into ``error: ...`` on stderr and exit status 1, without a
     traceback."""
-    from mmslak.checkpoint.loading import (CheckpointError,
-                                           CheckpointMismatchError)
     try:
         yield
     except CheckpointError as e:
@@ -192,7 +191,6 @@ def exit_on_dataset_error(config: str = 'CONFIG'):
     is missing, unreadable or has invalid annotations, raised while building
     or loading the data) into one ``error: ...`` line on stderr naming the
     file and the value, and exit status 1, without a traceback."""
-    from mmslak.datasets import DatasetError
     try:
         yield
     except DatasetError as e:

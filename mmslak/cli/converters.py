@@ -7,14 +7,19 @@ after the converted state dict matched the target model).
 import argparse
 import os.path as osp
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
-from ..utils.progress import add_quiet_flag, progress_bar
-from .converters import (REFERENCE_TRAINING_GLOBALS, build_slak_classifier,
-                         mmdet2x_to_mmdet3x, mmpretrain_to_slak,
-                         mmseg0x_to_mmseg1x, save_converted,
-                         slak_to_mmpretrain, verify_against_model)
-from .loading import CheckpointError, check_state_dict, read_checkpoint
+import torch.nn as nn
+from mmpretrain.registry import MODELS
+
+from ..apis import init_model
+from ..checkpoint.converters import (REFERENCE_TRAINING_GLOBALS,
+                                     mmdet2x_to_mmdet3x, mmpretrain_to_slak,
+                                     mmseg0x_to_mmseg1x, save_converted,
+                                     slak_to_mmpretrain, verify_against_model)
+from ..checkpoint.loading import (CheckpointError, check_state_dict,
+                                  read_checkpoint)
+from .progress import add_quiet_flag, progress_bar
 
 # The steps a conversion's progress bar counts (large checkpoints take a
 # while to read, to check against the model built for them and to write).
@@ -32,7 +37,6 @@ def _target_model(config: str):
     """The model of ``config`` (weights not loaded); a clear error when an
     installed ``mmslak::`` config is asked for but mmslak is not
     installed (e.g. a source checkout: pass --config configs/...)."""
-    from mmslak.apis import init_model
     try:
         return init_model(config)
     except FileNotFoundError as e:
@@ -40,6 +44,35 @@ def _target_model(config: str):
             f'target config {config!r} not found ({e}); the mmslak:: '
             'configs come with `pip install .`; in a source checkout pass '
             '--config configs/...') from None
+
+
+def build_slak_classifier(arch: str = 'tiny',
+                          kernel_sizes: Optional[Sequence[int]] = None,
+                          width_factor: float = 1.3,
+                          num_classes: Optional[int] = 1000) -> nn.Module:
+    """An mmpretrain ImageClassifier with a SLaK backbone (the target of
+    :func:`slak_to_mmpretrain`); ``num_classes=None`` builds the backbone
+    only, wrapped so its keys are ``backbone.*``."""
+    backbone = MODELS.build(
+        dict(
+            type='SLaK',
+            arch=arch,
+            kernel_sizes=kernel_sizes,
+            width_factor=width_factor,
+            init_cfg=None))
+    if num_classes is None:
+        wrapper = nn.Module()
+        wrapper.backbone = backbone
+        return wrapper
+    return MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=backbone,  # built once: the head needs its width
+            neck=None,
+            head=dict(
+                type='LinearClsHead',
+                num_classes=num_classes,
+                in_channels=backbone.channels[-1])))
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +147,6 @@ def _finish(converted: dict,
             subset: Optional[str] = None) -> int:
     state_dict = converted.get('state_dict', converted.get('model'))
     if subset is not None:
-        import torch.nn as nn
         wrapper = nn.Module()
         for name, child in target.named_children():
             if name == subset:

@@ -6,7 +6,7 @@ import argparse
 import pytest
 from mmengine.config import DictAction
 
-from mmslak.utils.cfg_options import CfgOptionsAction
+from mmslak.cli.cfg_options import CfgOptionsAction
 
 
 def _parser(action):

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .config_walk import edit_dicts
+from ..utils import edit_dicts
 
 
 def syncbn_to_bn(cfg: Union[dict, list]) -> int:

@@ -8,8 +8,16 @@ from child_process import run_in_checkout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Fixtures that start a child process importing the checkout: a test that
+# uses one is marked ``child_process`` (tests that call run_in_checkout or
+# subprocess themselves carry the marker explicitly).
+CHILD_FIXTURES = ('checkout_run', 'run_tool', 'checkout_env')
+
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if set(CHILD_FIXTURES) & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.child_process)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason='needs a CUDA device')

@@ -6,7 +6,7 @@ scope and ``custom_imports`` details they share.
 """
 import copy
 import inspect
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
@@ -14,7 +14,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
 from ..analysis.erf import strip_output_norms
-from ..checkpoint import get_state_dict, read_checkpoint
+from ..checkpoint import get_state_dict, load_weights, read_checkpoint
 from .inference import drop_pretrained_init, init_model, load_config
 
 #: Backbones the ERF tool knows by name, so the paper's comparison needs no
@@ -30,43 +30,23 @@ BACKBONE_ALIASES: Dict[str, dict] = {
 }
 
 
-def build_from_cfg(model_cfg: dict, scope: str) -> nn.Module:
-    """Build ``model_cfg`` from the registry of ``scope`` (mmpretrain,
-    mmseg or mmdet)."""
-    init_default_scope(scope)
-    return MODELS.build(model_cfg)
-
-
-def load_weights(module: nn.Module,
-                 checkpoint: str,
-                 prefix: Optional[str] = None) -> Tuple[List[str], List[str]]:
-    """Load ``checkpoint`` into ``module`` (non-strict, but an error if no
-    key matches).
-
-    Accepts mmengine checkpoints (``state_dict``) and the reference's
-    (``model``). ``prefix`` (e.g. ``'backbone.'``) is stripped from the keys
-    that have it, and the others dropped; ``None`` strips ``'backbone.'``
-    only when that is needed for the keys to match.
-
-    Returns:
-        (missing keys, unexpected keys)
-    """
-    state = get_state_dict(read_checkpoint(checkpoint))
-    own = set(module.state_dict())
-    if prefix is None and not own & set(state) and any(
-            k.startswith('backbone.') for k in state):
+def _load_backbone(backbone: nn.Module, checkpoint: str) -> None:
+    """Load a classifier, segmentor, detector or backbone checkpoint into
+    ``backbone``: its ``backbone.`` keys when the bare keys do not match;
+    every backbone weight must be there, extra keys (heads, other output
+    norms) are ignored."""
+    ckpt = read_checkpoint(checkpoint)
+    keys = set(get_state_dict(ckpt))
+    prefix = None
+    if not keys & set(backbone.state_dict()) and any(
+            k.startswith('backbone.') for k in keys):
         prefix = 'backbone.'
-    if prefix:
-        state = {
-            k[len(prefix):]: v
-            for k, v in state.items() if k.startswith(prefix)
-        }
-    if not own & set(state):
-        raise ValueError(
-            f'no key of {checkpoint} matches the model (model keys look like '
-            f'{sorted(own)[:2]}, checkpoint keys like {sorted(state)[:2]})')
-    result = module.load_state_dict(state, strict=False)
-    return list(result.missing_keys), list(result.unexpected_keys)
+    load_weights(
+        backbone,
+        ckpt,
+        prefix=prefix,
+        allow_unexpected=('', ),
+        source=f'checkpoint {checkpoint!r}')
 
 
 def _accepted_kwargs(model_cfg: dict, scope: str) -> Optional[set]:
@@ -142,14 +122,15 @@ def build_erf_backbone(spec: str,
         wanted['layer_scale_init_value'] = layer_scale
     backbone_cfg.update({k: v for k, v in wanted.items() if k in accepted})
     backbone_cfg.update(overrides or {})
-    backbone = build_from_cfg(backbone_cfg, scope)
+    init_default_scope(scope)
+    backbone = MODELS.build(backbone_cfg)
     if random_init not in ('config', 'pytorch'):
         raise ValueError("random_init must be 'config' or 'pytorch', got "
                          f'{random_init!r}')
     if random_init == 'config' and hasattr(backbone, 'init_weights'):
         backbone.init_weights()
     if checkpoint is not None:
-        load_weights(backbone, checkpoint)
+        _load_backbone(backbone, checkpoint)
     if not keep_output_norm:
         strip_output_norms(backbone)
     backbone.eval()  # not chained: ConvNeXt's train() returns None

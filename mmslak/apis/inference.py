@@ -15,7 +15,7 @@ from mmengine.hub import get_config
 from mmengine.registry import DATASETS, MODELS, init_default_scope
 from mmengine.utils import import_modules_from_strings
 
-from ..checkpoint import load_state_dict_checked, read_checkpoint
+from ..checkpoint import load_weights, read_checkpoint
 from ..utils import edit_dicts, task_family
 
 ConfigType = Union[str, Path, Config]
@@ -125,9 +125,7 @@ def init_model(config: ConfigType,
     ckpt = None
     if checkpoint is not None:
         ckpt = read_checkpoint(checkpoint, map_location='cpu')
-        load_state_dict_checked(
-            model, ckpt, source=f'checkpoint '
-            f'{checkpoint!r}')
+        load_weights(model, ckpt, source=f'checkpoint {checkpoint!r}')
     dataset_meta = _dataset_meta(ckpt, cfg)
     if dataset_meta is not None:
         model.dataset_meta = dataset_meta

@@ -10,13 +10,11 @@ checkpoint loader are left as they are.
 from .atomic import AtomicLocalBackend, atomic_write_bytes
 from .converters import (ConversionReport, mmdet2x_to_mmdet3x,
                          mmpretrain_to_slak, mmseg0x_to_mmseg1x,
-                         save_converted, slak_to_mmpretrain,
-                         verify_against_model)
+                         save_converted, slak_to_mmpretrain)
 from .loading import (CheckpointError, CheckpointMismatchError,
                       CorruptCheckpointError, UnsafeCheckpointError,
                       check_state_dict, compare_state_dicts, get_state_dict,
-                      load_checkpoint_file, load_pretrained_backbone,
-                      load_state_dict_checked, read_checkpoint)
+                      load_checkpoint_file, load_weights, read_checkpoint)
 from .pretrained_init import PretrainedStrictInit
 from .remote import REMOTE_PREFIXES, register_remote_loaders
 from .safe_globals import MMENGINE_SAFE_GLOBALS, register_safe_globals
@@ -27,11 +25,10 @@ register_remote_loaders()
 __all__ = [
     'AtomicLocalBackend', 'atomic_write_bytes', 'ConversionReport',
     'mmdet2x_to_mmdet3x', 'mmpretrain_to_slak', 'mmseg0x_to_mmseg1x',
-    'save_converted', 'slak_to_mmpretrain', 'verify_against_model',
-    'CheckpointError', 'CheckpointMismatchError', 'CorruptCheckpointError',
+    'save_converted', 'slak_to_mmpretrain', 'CheckpointError',
+    'CheckpointMismatchError', 'CorruptCheckpointError',
     'UnsafeCheckpointError', 'check_state_dict', 'compare_state_dicts',
-    'get_state_dict', 'load_checkpoint_file', 'load_pretrained_backbone',
-    'read_checkpoint', 'load_state_dict_checked', 'MMENGINE_SAFE_GLOBALS',
-    'register_safe_globals', 'REMOTE_PREFIXES', 'register_remote_loaders',
-    'PretrainedStrictInit'
+    'get_state_dict', 'load_checkpoint_file', 'load_weights',
+    'read_checkpoint', 'MMENGINE_SAFE_GLOBALS', 'register_safe_globals',
+    'REMOTE_PREFIXES', 'register_remote_loaders', 'PretrainedStrictInit'
 ]

@@ -16,8 +16,8 @@ Source layouts handled:
   moved to ``meta['dataset_meta']['classes']``.
 
 Every conversion returns the new checkpoint and a report of the mapping;
-:func:`verify_against_model` refuses missing, leftover or mismatched keys,
-and :func:`save_converted` writes atomically, so no partial file is left.
+:func:`~.loading.check_state_dict` refuses missing, leftover or mismatched
+keys, and :func:`save_converted` writes atomically, so no partial file is left.
 """
 import argparse
 import io
@@ -25,16 +25,14 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 
 from .atomic import atomic_write_bytes
-from .loading import (CheckpointError, CheckpointMismatchError,
-                      check_state_dict, get_state_dict)
+from .loading import CheckpointError, CheckpointMismatchError, get_state_dict
 
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
-    'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'verify_against_model',
-    'save_converted', 'REFERENCE_TRAINING_GLOBALS'
+    'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'save_converted',
+    'REFERENCE_TRAINING_GLOBALS'
 ]
 
 
@@ -225,18 +223,6 @@ def mmdet2x_to_mmdet3x(checkpoint: dict) -> Tuple[dict, ConversionReport]:
     """mmdet 2.x Cascade Mask R-CNN checkpoint -> mmdet 3.x (same model
     keys; optimizer dropped, ``CLASSES`` moved to ``dataset_meta``)."""
     return _downstream_upgrade(checkpoint, 'mmdet_version', ())
-
-
-def verify_against_model(state_dict: Dict[str, torch.Tensor],
-                         model: nn.Module,
-                         source: str = 'the converted checkpoint') -> None:
-    """Refuse (CheckpointMismatchError naming the keys) unless
-    ``state_dict`` has exactly the model's keys and shapes."""
-    check_state_dict(
-        state_dict,
-        model.state_dict(),
-        source=source,
-        target=f'the target {type(model).__name__}')
 
 
 def save_converted(checkpoint: dict, filepath: str) -> None:

@@ -10,16 +10,18 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'load_checkpoint_file', 'get_state_dict',
-    'compare_state_dicts', 'check_state_dict', 'load_pretrained_backbone',
-    'read_checkpoint', 'load_state_dict_checked', 'check_torch_format'
+    'compare_state_dicts', 'check_state_dict', 'load_weights',
+    'read_checkpoint', 'check_torch_format'
 ]
 
 
@@ -168,14 +170,16 @@ def get_state_dict(
     keys: Tuple[str, ...] = ('state_dict', 'model'),
     strip_prefixes: Tuple[str, ...] = ('module.', )
 ) -> dict:
-    """The state dict inside a checkpoint (first of ``keys`` present, else
-    the checkpoint itself if it maps names to tensors), with DDP prefixes
-    stripped."""
+    """The state dict inside a checkpoint, the one definition of it: the
+    first of ``keys`` (mmengine's ``state_dict``, the reference's
+    ``model``) whose value is a dict, else the checkpoint itself if it
+    holds only tensors (a bare state dict), with ``strip_prefixes`` (DDP's
+    ``module.``) stripped from the names."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f'expected a checkpoint dict, got {type(checkpoint).__name__}')
     for key in keys:
-        if key in checkpoint:
+        if isinstance(checkpoint.get(key), dict):
             state_dict = checkpoint[key]
             break
     else:
@@ -255,7 +259,6 @@ def read_checkpoint(filename,
     mmengine's ``CheckpointLoader`` knows (URLs etc.: mmslak.checkpoint.remote
     registered weights-only loaders for every remote scheme)."""
     if '://' in str(filename):
-        from mmengine.runner.checkpoint import CheckpointLoader
         with torch.serialization.safe_globals(list(extra_safe_globals)):
             return CheckpointLoader.load_checkpoint(filename, map_location)
     return load_checkpoint_file(
@@ -264,47 +267,46 @@ def read_checkpoint(filename,
         extra_safe_globals=extra_safe_globals)
 
 
-def load_state_dict_checked(module: nn.Module,
-                            checkpoint: dict,
-                            source: str = 'the checkpoint') -> None:
-    """Copy ``checkpoint``'s state dict (DDP ``module.`` prefixes stripped)
-    into ``module``; any missing, unexpected or mismatched key raises
+def load_weights(module: nn.Module,
+                 checkpoint: Union[str, dict],
+                 prefix: Optional[str] = None,
+                 new_layer_prefixes: Iterable[str] = (),
+                 allow_unexpected: Iterable[str] = (),
+                 source: Optional[str] = None,
+                 map_location='cpu') -> dict:
+    """mmslak's one weight loader: copy the state dict of ``checkpoint``
+    into ``module``; any missing, unexpected or shape-mismatched key raises
     :class:`CheckpointMismatchError` listing them, before anything is
-    copied."""
-    state_dict = get_state_dict(checkpoint)
-    check_state_dict(
-        state_dict,
-        module.state_dict(),
-        source=source,
-        target=type(module).__name__)
-    module.load_state_dict(state_dict, strict=True)
-
-
-def load_pretrained_backbone(
-    module: nn.Module,
-    checkpoint: str,
-    prefix: Optional[str] = None,
-    map_location='cpu',
-    new_layer_prefixes: Iterable[str] = (),
-    allow_unexpected: Iterable[str] = ()
-) -> dict:
-    """Load ``checkpoint`` (optionally only its ``prefix`` part) into
-    ``module``; any missing, unexpected or shape-mismatched key raises
-    :class:`CheckpointMismatchError` listing them.
+    copied (DDP ``module.`` prefixes are stripped first).
 
     Args:
-        new_layer_prefixes: module layers a checkpoint may lack as a whole
-            (e.g. the per-stage output norms of a dense-prediction
-            backbone, absent from an ImageNet checkpoint); if the
-            checkpoint has any key under such a prefix, all must match.
-        allow_unexpected: checkpoint key prefixes that are ignored (e.g.
-            an ImageNet classifier's ``head.``).
+        module (nn.Module): the model (or backbone) to load into.
+        checkpoint (str | dict): a path or URL, read weights-only by
+            :func:`read_checkpoint`, or a checkpoint already read.
+        prefix (str, optional): load only the keys under it (e.g.
+            ``'backbone'``), with the prefix removed. Defaults to None
+            (every key).
+        new_layer_prefixes (Iterable[str]): module layers the checkpoint
+            may lack as a whole (e.g. the per-stage output norms of a
+            dense-prediction backbone, absent from an ImageNet checkpoint);
+            if the checkpoint has any key under such a prefix, all must
+            match. Defaults to ().
+        allow_unexpected (Iterable[str]): checkpoint key prefixes that are
+            ignored (e.g. an ImageNet classifier's ``head.``; ``''``
+            ignores every extra key). Defaults to ().
+        source (str, optional): how errors name the checkpoint. Defaults
+            to ``checkpoint {path!r}``, or ``the checkpoint`` for a dict.
+        map_location: as in :func:`torch.load`. Defaults to ``'cpu'``.
 
     Returns:
         dict: what was loaded.
     """
-    ckpt = read_checkpoint(checkpoint, map_location)
-    state_dict = get_state_dict(ckpt)
+    if isinstance(checkpoint, dict):
+        source = source or 'the checkpoint'
+    else:
+        source = source or f'checkpoint {checkpoint!r}'
+        checkpoint = read_checkpoint(checkpoint, map_location)
+    state_dict = get_state_dict(checkpoint)
     if prefix:
         if not prefix.endswith('.'):
             prefix += '.'
@@ -313,8 +315,8 @@ def load_pretrained_backbone(
                                  if k.startswith(prefix))
         if not state_dict:
             raise CheckpointMismatchError(
-                f'checkpoint {checkpoint!r} has no key starting with the '
-                f'prefix {prefix!r}')
+                f'{source} has no key starting with the prefix {prefix!r}')
+        source += f' (prefix {prefix!r})'
     absent = tuple(
         p for p in new_layer_prefixes
         if not any(k.startswith(p) for k in state_dict))
@@ -322,8 +324,7 @@ def load_pretrained_backbone(
     check_state_dict(
         state_dict,
         model_state,
-        source=f'pretrained checkpoint {checkpoint!r}' +
-        (f' (prefix {prefix!r})' if prefix else ''),
+        source=source,
         target=type(module).__name__,
         allow_missing=absent,
         allow_unexpected=allow_unexpected)
@@ -331,11 +332,11 @@ def load_pretrained_backbone(
         (k, v) for k, v in state_dict.items() if k in model_state)
     module.load_state_dict(loaded, strict=False)
     skipped = sorted(set(state_dict) - set(loaded))
-    from mmengine.logging import print_log
-    print_log(
-        f'loaded {len(loaded)}/{len(model_state)} {type(module).__name__} '
-        f'tensors from {checkpoint}' +
-        (f'; newly initialised: {list(absent)}' if absent else '') +
-        (f'; ignored checkpoint keys: {skipped}' if skipped else ''),
-        logger='current')
+    if prefix or absent or skipped:
+        print_log(
+            f'loaded {len(loaded)}/{len(model_state)} '
+            f'{type(module).__name__} tensors from {source}' +
+            (f'; newly initialised: {list(absent)}' if absent else '') +
+            (f'; ignored checkpoint keys: {skipped}' if skipped else ''),
+            logger='current')
     return loaded

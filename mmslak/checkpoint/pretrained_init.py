@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 
 from mmengine.registry import WEIGHT_INITIALIZERS
 
-from .loading import load_pretrained_backbone
+from .loading import load_weights
 
 __all__ = ['PretrainedStrictInit']
 
@@ -54,7 +54,7 @@ class PretrainedStrictInit:
         self.ignore_keys = tuple(ignore_keys)
 
     def __call__(self, module) -> None:
-        load_pretrained_backbone(
+        load_weights(
             module,
             self.checkpoint,
             prefix=self.prefix,

@@ -16,7 +16,7 @@ from ..apis import init_model
 from ..checkpoint.converters import (REFERENCE_TRAINING_GLOBALS,
                                      mmdet2x_to_mmdet3x, mmpretrain_to_slak,
                                      mmseg0x_to_mmseg1x, save_converted,
-                                     slak_to_mmpretrain, verify_against_model)
+                                     slak_to_mmpretrain)
 from ..checkpoint.loading import (CheckpointError, check_state_dict,
                                   read_checkpoint)
 from .progress import add_quiet_flag, progress_bar
@@ -153,8 +153,11 @@ def _finish(converted: dict,
                 setattr(wrapper, name, child)
         target = wrapper
     _check_and_write(
-        converted, dst, report, verbose, bar, lambda: verify_against_model(
-            state_dict, target, source=f'the converted checkpoint of {src!r}'))
+        converted, dst, report, verbose, bar, lambda: check_state_dict(
+            state_dict,
+            target.state_dict(),
+            source=f'the converted checkpoint of {src!r}',
+            target=f'the target {type(target).__name__}'))
     print(f'checked against the target model ({len(state_dict)} tensors); '
           f'wrote {dst}')
     return 0

@@ -5,6 +5,8 @@ from typing import Dict, Sequence, Union
 
 import torch
 
+from ..checkpoint.loading import get_state_dict, read_checkpoint
+
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 PACKBITS = 'packbits'
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -56,15 +58,6 @@ def decode_sparsity_state(state: dict) -> dict:
     return out
 
 
-def checkpoint_state_dict(ckpt: dict) -> dict:
-    """The weights of an mmengine (``state_dict``) or reference
-    (``model``) checkpoint, or of a bare state dict."""
-    for key in ('state_dict', 'model'):
-        if isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    return ckpt
-
-
 def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
     """Masks of a checkpoint: ``ckpt['sparsity']['masks']`` when saved by
     ``SparseTrainingHook``, else ``weight != 0`` for every 2-D / 4-D
@@ -72,7 +65,6 @@ def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
     the reference implementation's). ``ckpt`` is a loaded dict or a path.
     """
     if isinstance(ckpt, str):
-        from mmslak.checkpoint import read_checkpoint
         ckpt = read_checkpoint(ckpt)
     if not isinstance(ckpt, dict):
         raise TypeError(f'expected a checkpoint dict, got {type(ckpt)}')
@@ -80,7 +72,7 @@ def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
     if isinstance(sparsity, dict) and 'masks' in sparsity:
         return decode_sparsity_state(sparsity)['masks']
     masks = OrderedDict()
-    for name, value in checkpoint_state_dict(ckpt).items():
+    for name, value in get_state_dict(ckpt, strip_prefixes=()).items():
         if (torch.is_tensor(value) and value.is_floating_point()
                 and value.dim() in (2, 4)
                 and not name.endswith(_BUFFER_SUFFIXES)):

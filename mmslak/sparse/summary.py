@@ -4,8 +4,9 @@ from typing import List, Union
 
 import torch
 
-from .checkpoint import (_BUFFER_SUFFIXES, checkpoint_state_dict,
-                         decode_sparsity_state, masks_from_checkpoint)
+from ..checkpoint.loading import get_state_dict, read_checkpoint
+from .checkpoint import (_BUFFER_SUFFIXES, decode_sparsity_state,
+                         masks_from_checkpoint)
 
 
 def sparsity_table(ckpt: Union[dict, str]) -> dict:
@@ -20,9 +21,8 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
     listed at density 1.
     """
     if isinstance(ckpt, str):
-        from mmslak.checkpoint import read_checkpoint
         ckpt = read_checkpoint(ckpt)
-    state = checkpoint_state_dict(ckpt)
+    state = get_state_dict(ckpt, strip_prefixes=())
     masks = masks_from_checkpoint(ckpt)
     rows: List[tuple] = []
     for name, mask in masks.items():

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 from macs_oracle import conv_linear_macs
+from mmengine.registry import MODELS, init_default_scope
 
 from mmslak.analysis import (TensorForward, count_complexity,
                              densities_assumed, densities_from_masks,
                              densities_from_weights, dummy_inputs)
 from mmslak.apis import build_model, drop_pretrained_init
-from mmslak.apis.analysis_models import build_from_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,14 +91,15 @@ def test_densities_from_weights_and_masks():
 
 
 def _slak_classifier():
-    return build_from_cfg(
+    init_default_scope('mmpretrain')
+    return MODELS.build(
         dict(
             type='mmpretrain.ImageClassifier',
             backbone=dict(type='mmpretrain.SLaK', arch='tiny'),
             head=dict(
                 type='mmpretrain.LinearClsHead',
                 num_classes=1000,
-                in_channels=998)), 'mmpretrain')
+                in_channels=998)))
 
 
 def test_slak_tiny_paper_counts():

@@ -19,7 +19,7 @@ from mmslak.apis import init_model
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MEAN = np.array([123.675, 116.28, 103.53])
 STD = np.array([58.395, 57.12, 57.375])
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.child_process]
 
 
 def _script(*parts):

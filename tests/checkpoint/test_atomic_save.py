@@ -57,6 +57,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.child_process
 def test_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     path, marker = str(tmp_path / 'iter_1.pth'), str(tmp_path / 'stalled')
     proc = subprocess.Popen([sys.executable, '-c', CHILD, path, marker],

@@ -25,6 +25,7 @@ def _assert_equal(resumed, straight, path=''):
         assert resumed == straight, path
 
 
+@pytest.mark.child_process
 @pytest.mark.parametrize('by_epoch', [False, True], ids=['iter', 'epoch'])
 def test_resume_in_new_process_equals_straight_run(tmp_path, by_epoch,
                                                    toy_runner, toy_state,

@@ -20,8 +20,7 @@ from mmslak.checkpoint import (CheckpointError, CheckpointMismatchError,
                                CorruptCheckpointError, UnsafeCheckpointError,
                                check_state_dict, compare_state_dicts,
                                get_state_dict, load_checkpoint_file,
-                               load_pretrained_backbone,
-                               load_state_dict_checked, read_checkpoint)
+                               load_weights, read_checkpoint)
 
 ALLOW_LIST_TEXT = (
     'which is not on the allow-list of types mmengine checkpoints use '
@@ -379,25 +378,25 @@ def _filled(width=3, value=0.5):
     return net
 
 
-def test_load_state_dict_checked_copies_and_strips_the_module_prefix():
+def test_load_weights_copies_and_strips_the_module_prefix():
     src, dst = _filled(), Net()
     ckpt = dict(state_dict={
         f'module.{k}': v
         for k, v in src.state_dict().items()
     })
-    assert load_state_dict_checked(dst, ckpt) is None
+    assert list(load_weights(dst, ckpt)) == list(src.state_dict())
     for name, value in src.state_dict().items():
         assert torch.equal(dst.state_dict()[name], value), name
 
 
-def test_load_state_dict_checked_refuses_before_copying():
+def test_load_weights_refuses_before_copying():
     dst = Net()
     before = {k: v.clone() for k, v in dst.state_dict().items()}
     sd = _filled().state_dict()
     sd['fc.weight'] = torch.zeros(4, 2)
     del sd['norm0.bias']
     with pytest.raises(CheckpointMismatchError) as info:
-        load_state_dict_checked(dst, dict(state_dict=sd), source='x.pth')
+        load_weights(dst, dict(state_dict=sd), source='x.pth')
     assert str(info.value) == '\n'.join([
         'x.pth does not match Net:',
         '  shape mismatch (key: checkpoint vs model) 1:',
@@ -407,26 +406,26 @@ def test_load_state_dict_checked_refuses_before_copying():
     for name, value in dst.state_dict().items():
         assert torch.equal(value, before[name]), name
     with pytest.raises(CheckpointMismatchError) as info:
-        load_state_dict_checked(dst, dict(state_dict=sd))
+        load_weights(dst, dict(state_dict=sd))
     assert str(info.value).startswith('the checkpoint does not match Net:')
 
 
-def test_load_state_dict_checked_extra_key_is_refused():
+def test_load_weights_extra_key_is_refused():
     sd = dict(_filled().state_dict(), extra=torch.zeros(1))
     with pytest.raises(CheckpointMismatchError, match='extra'):
-        load_state_dict_checked(Net(), dict(state_dict=sd))
+        load_weights(Net(), dict(state_dict=sd))
 
 
-# ---- load_pretrained_backbone --------------------------------------------
+# ---- load_weights --------------------------------------------
 
 
 @pytest.fixture
 def log(monkeypatch):
-    """What load_pretrained_backbone logs (mmengine's print_log)."""
-    import mmengine.logging
+    """What load_weights logs (mmengine's print_log)."""
+    import mmslak.checkpoint.loading
     lines = []
     monkeypatch.setattr(
-        mmengine.logging,
+        mmslak.checkpoint.loading,
         'print_log',
         lambda msg, logger=None: lines.append((msg, logger)))
     return lines
@@ -444,31 +443,32 @@ def test_pretrained_backbone_prefix_gets_its_dot(tmp_path, log):
     sd['backbonex.fc.weight'] = torch.zeros(7)  # not under 'backbone.'
     sd['head.fc.weight'] = torch.zeros(7)
     path = _save(tmp_path, 'full.pth', sd)
-    loaded = load_pretrained_backbone(dst, path, prefix='backbone')
+    loaded = load_weights(dst, path, prefix='backbone')
     want = ['fc.weight', 'fc.bias', 'norm0.weight', 'norm0.bias']
     assert list(loaded) == want
     for name in want:
         assert torch.equal(dst.state_dict()[name], src.state_dict()[name])
         assert torch.equal(loaded[name], src.state_dict()[name])
-    assert log == [(f'loaded 4/4 Net tensors from {path}', 'current')]
+    assert log == [(f"loaded 4/4 Net tensors from checkpoint {path!r} "
+                    "(prefix 'backbone.')", 'current')]
 
 
 def test_pretrained_backbone_without_prefix_and_default_device(tmp_path, log):
     src, dst = _filled(), Net()
     path = _save(tmp_path, 'bare.pth', src.state_dict())
-    loaded = load_pretrained_backbone(dst, path)
+    loaded = load_weights(dst, path)
     assert [v.device.type for v in loaded.values()] == ['cpu'] * 4
     assert torch.equal(dst.fc.weight, src.fc.weight)
     # map_location reaches the reader
     meta = Net().to('meta')
-    loaded = load_pretrained_backbone(meta, path, map_location='meta')
+    loaded = load_weights(meta, path, map_location='meta')
     assert all(v.is_meta for v in loaded.values())
 
 
 def test_pretrained_backbone_no_key_under_prefix(tmp_path, log):
     path = _save(tmp_path, 'p.pth', _filled().state_dict())
     with pytest.raises(CheckpointMismatchError) as info:
-        load_pretrained_backbone(Net(), path, prefix='bb')
+        load_weights(Net(), path, prefix='bb')
     assert str(info.value) == (
         f"checkpoint {path!r} has no key starting with the prefix 'bb.'")
     assert log == []
@@ -484,7 +484,7 @@ def test_pretrained_backbone_new_layers_and_ignored_keys(tmp_path, log):
     sd['backbone.norm.weight'] = torch.zeros(3)
     sd['backbone.head.w'] = torch.zeros(3)
     path = _save(tmp_path, 'cls.pth', sd)
-    loaded = load_pretrained_backbone(
+    loaded = load_weights(
         dst,
         path,
         prefix='backbone.',
@@ -493,7 +493,8 @@ def test_pretrained_backbone_new_layers_and_ignored_keys(tmp_path, log):
     assert list(loaded) == ['fc.weight', 'fc.bias']
     assert torch.equal(dst.fc.weight, src.fc.weight)
     assert torch.equal(dst.norm0.weight, before)  # left as initialised
-    assert log == [(f'loaded 2/4 Net tensors from {path}; newly initialised: '
+    assert log == [(f"loaded 2/4 Net tensors from checkpoint {path!r} "
+                    "(prefix 'backbone.'); newly initialised: "
                     "['norm0.']; ignored checkpoint keys: ['head.w', "
                     "'norm.weight']", 'current')]
 
@@ -503,10 +504,9 @@ def test_pretrained_backbone_new_layer_present_must_be_whole(tmp_path, log):
     del sd['norm0.bias']  # norm0 present in part: not a new layer
     path = _save(tmp_path, 'part.pth', sd)
     with pytest.raises(CheckpointMismatchError) as info:
-        load_pretrained_backbone(
-            Net(), path, prefix='', new_layer_prefixes=['norm0.'])
+        load_weights(Net(), path, prefix='', new_layer_prefixes=['norm0.'])
     assert str(info.value) == '\n'.join([
-        f'pretrained checkpoint {path!r} does not match Net:',
+        f'checkpoint {path!r} does not match Net:',
         '  missing in the checkpoint 1:', '    norm0.bias'
     ])
 
@@ -519,10 +519,9 @@ def test_pretrained_backbone_mismatch_names_prefix_and_refuses_all(
     sd['bb.extra'] = torch.zeros(1)
     path = _save(tmp_path, 'wide.pth', sd)
     with pytest.raises(CheckpointMismatchError) as info:
-        load_pretrained_backbone(
-            dst, path, prefix='bb.', allow_unexpected=['ext'])
+        load_weights(dst, path, prefix='bb.', allow_unexpected=['ext'])
     assert str(info.value) == '\n'.join([
-        f"pretrained checkpoint {path!r} (prefix 'bb.') does not match Net:",
+        f"checkpoint {path!r} (prefix 'bb.') does not match Net:",
         '  shape mismatch (key: checkpoint vs model) 4:',
         '    fc.bias: (4,) vs (3,)', '    fc.weight: (4, 2) vs (3, 2)',
         '    norm0.bias: (4,) vs (3,)', '    norm0.weight: (4,) vs (3,)'

@@ -17,7 +17,7 @@ from mmengine.runner.checkpoint import (get_external_models, get_mmcls_models,
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import (REMOTE_PREFIXES, UnsafeCheckpointError,
-                               load_pretrained_backbone)
+                               load_weights)
 from mmslak.models import SLaK
 
 URL = 'https://example.invalid/models/evil-slak.pth'
@@ -121,8 +121,8 @@ def test_pretrained_init_from_url(hub, tiny_arch):
         width_factor=1.0,
         init_cfg=dict(type='Pretrained', checkpoint=URL, prefix='backbone.'))
     _refused(model.init_weights, URL, hub.marker)
-    _refused(lambda: load_pretrained_backbone(model, URL, 'backbone.'), URL,
-             hub.marker)
+    # the one weight loader (init_model, the analysis tools, this init)
+    _refused(lambda: load_weights(model, URL, 'backbone.'), URL, hub.marker)
 
 
 def test_runner_load_from_url(hub, tmp_path, toy_runner):
@@ -138,13 +138,6 @@ def test_runner_resume_from_url(hub, tmp_path, toy_runner):
     runner = toy_runner(str(tmp_path / 'work'), False, 1, 1, resume_from=URL)
     runner.call_hook('before_run')
     _refused(runner.load_or_resume, URL, hub.marker)
-
-
-def test_analysis_tools_checkpoint_url(hub, tiny_arch):
-    from mmslak.apis.analysis_models import load_weights
-    hub(URL)
-    model = SLaK(arch=tiny_arch, width_factor=1.0)
-    _refused(lambda: load_weights(model, URL), URL, hub.marker)
 
 
 def test_valid_checkpoint_from_url_loads_unchanged(hub, tiny_arch):

@@ -59,6 +59,7 @@ def test_dump_metric():
         dump_metric('mmseg', 'a.txt')
 
 
+@pytest.mark.child_process
 def test_test_py_missing_checkpoint():
     result = run_in_checkout('tools/test.py', 'configs/upernet_slak_ade20k.py',
                              'no/such.pth')

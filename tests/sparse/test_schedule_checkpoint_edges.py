@@ -6,8 +6,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from mmslak.sparse.checkpoint import (checkpoint_state_dict,
-                                      decode_sparsity_state,
+from mmslak.checkpoint import get_state_dict
+from mmslak.sparse.checkpoint import (decode_sparsity_state,
                                       encode_sparsity_state,
                                       masks_from_checkpoint, pack_mask,
                                       unpack_mask)
@@ -92,15 +92,15 @@ def test_which_checkpoint_entries_are_masks():
         ('bn.num_batches_tracked', torch.zeros(2, 2)),
         ('note', 'not a tensor'),
     ])
-    for ckpt in (dict(state_dict=sd), dict(model=sd), sd,
+    bare = OrderedDict((k, v) for k, v in sd.items() if torch.is_tensor(v))
+    for ckpt in (dict(state_dict=sd), dict(model=sd), bare,
                  dict(state_dict=sd, sparsity=dict(version=1))):
         masks = masks_from_checkpoint(ckpt)
         assert list(masks) == ['conv.weight', 'fc.weight']
         assert masks['fc.weight'].tolist() == [[True, False], [False, True]]
-    # a 'model' entry that is not a dict is a weight like the others
-    bare = dict(model='resnet', **sd)
-    assert checkpoint_state_dict(bare) is bare
-    assert checkpoint_state_dict(dict(model=sd, state_dict=1)) is sd
+    # an entry that is not a dict is not the state dict
+    got = get_state_dict(dict(model=sd, state_dict=1))
+    assert list(got) == list(sd) and got['fc.weight'] is sd['fc.weight']
     with pytest.raises(TypeError) as info:
         masks_from_checkpoint([1, 2])
     assert str(info.value) == "expected a checkpoint dict, got <class 'list'>"

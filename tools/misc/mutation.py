@@ -10,8 +10,9 @@ rate and the surviving mutants. Every survivor is either killed by a new
 test or listed as equivalent, with one line why, in ``tests/MUTATION.md``.
 
 Tests that start a child process import the unmutated checkout, so they
-cannot see a mutant: they are deselected (``-m "not slow"`` and ``-k``
-below), as are slow tests. Not run in CI (minutes per module).
+cannot see a mutant: they are deselected by their pytest marker
+(``child_process``, registered in setup.cfg), as are slow tests. Not run
+in CI (minutes per module).
 """
 import argparse
 import json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DESELECT = 'not new_process and not subprocess and not ddp and not cli'
+MARKERS = 'not slow and not child_process'
 
 
 def parse_args(argv=None):
@@ -35,8 +36,9 @@ def parse_args(argv=None):
     parser.add_argument('--max-children', type=int, default=2)
     parser.add_argument(
         '--deselect',
-        default=DESELECT,
-        help=f'pytest -k expression of tests to run (default: {DESELECT!r})')
+        default=None,
+        help='pytest -k expression narrowing the tests run (always with '
+        f'-m {MARKERS!r}; default: no -k)')
     parser.add_argument(
         '--work-dir', help='default: work_dirs/mutation/<module>')
     args = parser.parse_args(argv)
@@ -57,9 +59,11 @@ def _mutmut_section(args) -> str:
     ]
     lines += [f'    {p}' for p in ('mmslak/', 'tests/', 'tools/', 'configs/')]
     lines.append('pytest_add_cli_args =')
+    selection = ['-m', MARKERS]
+    if args.deselect:
+        selection += ['-k', args.deselect]
     lines += [
-        f'    {a}' for a in ('-x', '-q', '-p', 'no:cacheprovider', '-m',
-                             'not slow', '-k', args.deselect)
+        f'    {a}' for a in ['-x', '-q', '-p', 'no:cacheprovider'] + selection
     ]
     lines.append('pytest_add_cli_args_test_selection =')
     lines += [f'    {t}' for t in args.tests]

@@ -25,6 +25,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import mmslak  # noqa: F401  (registers SLaK)
+from mmslak.cli.errors import run_main
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TASKS = {
@@ -187,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -11,15 +11,14 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
-from mmslak.apis import task_family
+from mmslak.apis import load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
 from mmslak.cli.dist import setup_cpu_distributed
+from mmslak.cli.errors import exit_on_error
 from mmslak.cli.train_test import (add_partial_load_flag,
                                    check_checkpoint_match,
                                    check_local_checkpoint, dump_metric,
-                                   enable_visualization,
-                                   exit_on_checkpoint_error,
-                                   exit_on_dataset_error, parse_with_launcher,
+                                   enable_visualization, parse_with_launcher,
                                    set_work_dir)
 
 
@@ -47,18 +46,14 @@ def parse_args():
 
 
 def build_test_cfg(args) -> Config:
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    cfg = Config.fromfile(args.config)
+    check_local_checkpoint(args.checkpoint)  # before the config's work
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     family = task_family(cfg)
     set_work_dir(cfg, args.work_dir, args.config)
     check_checkpoint_match(
         cfg, strict=True, allow_partial=args.allow_partial_load)
     cfg.load_from = args.checkpoint
-    check_local_checkpoint(cfg.load_from)
     if args.show or args.show_dir:
         show_dir = osp.abspath(args.show_dir) if args.show_dir else None
         enable_visualization(cfg, family, args.show, show_dir, args.wait_time)
@@ -68,7 +63,7 @@ def build_test_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    with exit_on_checkpoint_error(), exit_on_dataset_error(args.config):
+    with exit_on_error(args.config):
         cfg = build_test_cfg(args)
         runner = (
             Runner.from_cfg(cfg)

@@ -10,14 +10,14 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
-from mmslak.apis import task_family
+from mmslak.apis import load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
 from mmslak.cli.dist import setup_cpu_distributed
+from mmslak.cli.errors import exit_on_error
 from mmslak.cli.train_test import (add_partial_load_flag,
                                    check_checkpoint_match,
                                    check_local_checkpoint, enable_amp,
-                                   exit_on_checkpoint_error,
-                                   exit_on_dataset_error, parse_with_launcher,
+                                   parse_with_launcher,
                                    seed_from_resumed_checkpoint, set_work_dir)
 
 
@@ -50,10 +50,8 @@ def parse_args():
 
 
 def build_train_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     task_family(cfg)  # fails early on a config of unknown kind
     set_work_dir(cfg, args.work_dir, args.config)
     check_checkpoint_match(
@@ -82,7 +80,7 @@ def build_train_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    with exit_on_checkpoint_error(), exit_on_dataset_error(args.config):
+    with exit_on_error(args.config):
         cfg = build_train_cfg(args)
         runner = (
             Runner.from_cfg(cfg)

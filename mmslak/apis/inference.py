@@ -17,6 +17,7 @@ from mmengine.utils import import_modules_from_strings
 
 from ..checkpoint import load_weights, read_checkpoint
 from ..utils import edit_dicts, task_family
+from .config_file import read_config_file
 
 ConfigType = Union[str, Path, Config]
 
@@ -32,7 +33,7 @@ def load_config(config: ConfigType,
     elif isinstance(config, (str, Path)) and '::' in str(config):
         cfg = get_config(str(config))
     elif isinstance(config, (str, Path)):
-        cfg = Config.fromfile(str(config))
+        cfg = read_config_file(str(config))
     else:
         raise TypeError('config must be a filename or a Config object, got '
                         f'{type(config).__name__}')

@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import sys
 import zipfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Tuple, Union
@@ -80,6 +81,16 @@ def check_torch_format(filename, name: str) -> None:
             f'starts with {head!r}')
 
 
+def _is_module_class(qualname: str) -> bool:
+    """Whether ``qualname`` names an ``nn.Module`` subclass of a module
+    already imported (nothing is imported to find out)."""
+    module, _, name = qualname.rpartition('.')
+    obj = sys.modules.get(module)
+    for part in name.split('.'):
+        obj = getattr(obj, part, None)
+    return isinstance(obj, type) and issubclass(obj, nn.Module)
+
+
 def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
     """Our error for torch's weights-only refusal of checkpoint ``name``:
     unsafe (a global off the allow-list, named) or corrupt."""
@@ -100,6 +111,8 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
         return CorruptCheckpointError(
             f'checkpoint {name!r} is not a readable torch checkpoint '
             f'(truncated or corrupt): {reason}')
+    hint = (' It holds a whole pickled nn.Module: save model.state_dict() '
+            'instead.' if offending and _is_module_class(offending) else '')
     what = f'the global {offending!r}' if offending else \
         'an object that is not on the allow-list'
     return UnsafeCheckpointError(
@@ -108,7 +121,7 @@ def _unpickling_error(e: pickle.UnpicklingError, name: str) -> CheckpointError:
         'checkpoints use (mmslak.checkpoint.MMENGINE_SAFE_GLOBALS), and '
         'unpickling it could run arbitrary code. Nothing was executed. '
         'Only if you trust the file, convert it to a weights-only '
-        f'checkpoint yourself. (torch: {reason})')
+        f'checkpoint yourself.{hint} (torch: {reason})')
 
 
 def load_checkpoint_file(filename,
@@ -139,8 +152,12 @@ def load_checkpoint_file(filename,
     else:
         filename = osp.expanduser(str(filename))
         name = display_name or filename
-        if not osp.isfile(filename):
+        if not osp.exists(filename):
             raise FileNotFoundError(f'checkpoint {name!r} does not exist')
+        if not osp.isfile(filename):
+            raise CorruptCheckpointError(
+                f'{name!r} is not a checkpoint file (a directory, device or '
+                'other special file)')
         size = os.path.getsize(filename)
     if size == 0:
         raise CorruptCheckpointError(

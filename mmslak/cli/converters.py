@@ -75,6 +75,39 @@ def build_slak_classifier(arch: str = 'tiny',
                 in_channels=backbone.channels[-1])))
 
 
+def already_converted(checkpoint: dict, target: str) -> Optional[str]:
+    """Why ``checkpoint`` is already in the ``target`` layout
+    (``'mmpretrain'``, ``'reference'`` or ``'mmengine'``: mmseg 1.x /
+    mmdet 3.x), else None."""
+    if not isinstance(checkpoint, dict):
+        return None
+    state = checkpoint.get('state_dict')
+    meta = checkpoint.get('meta') or {}
+    if target == 'mmpretrain' and 'model' not in checkpoint and isinstance(
+            state, dict) and any(k.startswith('backbone.') for k in state):
+        return "its 'state_dict' already has mmpretrain's backbone.* keys"
+    if target == 'reference' and 'state_dict' not in checkpoint and \
+            isinstance(checkpoint.get('model'), dict) and not any(
+                k.startswith('backbone.') for k in checkpoint['model']):
+        return "it already has the reference layout {'model': ...}"
+    if target == 'mmengine' and isinstance(meta, dict) and (
+            'mmengine_version' in meta or 'dataset_meta' in meta) and \
+            'CLASSES' not in meta:
+        return ('its meta is already mmengine\'s (mmengine_version / '
+                'dataset_meta, no CLASSES)')
+    return None
+
+
+def _read_source(src: str, target: str, **kwargs) -> dict:
+    """The source checkpoint, refused when already in the target layout."""
+    ckpt = read_checkpoint(src, **kwargs)
+    why = already_converted(ckpt, target)
+    if why:
+        raise ValueError(f'{src!r} is already in the target layout ({why}): '
+                         'nothing to convert')
+    return ckpt
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('src', help='source checkpoint')
     parser.add_argument('dst', help='converted checkpoint to write')
@@ -193,8 +226,10 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def convert(bar) -> int:
-        ckpt = read_checkpoint(
-            args.src, extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
+        ckpt = _read_source(
+            args.src,
+            'mmpretrain',
+            extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
         bar.update()
         converted, report = slak_to_mmpretrain(
             ckpt, ema=args.ema, backbone_only=args.backbone_only)
@@ -230,7 +265,7 @@ def mmslak2slak_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def convert(bar) -> int:
-        ckpt = read_checkpoint(args.src)
+        ckpt = _read_source(args.src, 'reference')
         bar.update()
         converted, report = mmpretrain_to_slak(
             ckpt, backbone_only=args.backbone_only)
@@ -274,7 +309,7 @@ def _downstream_main(argv, description: str, converter, default_config: str,
         if '::' not in args.config and not osp.isfile(args.config):
             raise FileNotFoundError(
                 f'target config {args.config!r} not found; pass --config')
-        ckpt = read_checkpoint(args.src)
+        ckpt = _read_source(args.src, 'mmengine')
         bar.update()
         converted, report = converter(ckpt)
         bar.update()

@@ -2,20 +2,16 @@
 scripts for classification (mmpretrain), segmentation (mmseg) and detection
 (mmdet), told apart by the config alone."""
 import argparse
-import contextlib
 import logging
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
-from ..checkpoint.loading import (CheckpointError, CheckpointMismatchError,
-                                  check_torch_format, read_checkpoint)
-from ..datasets import DatasetError
+from ..checkpoint.loading import load_checkpoint_file, read_checkpoint
 
 
 def parse_with_launcher(parser: argparse.ArgumentParser,
@@ -127,11 +123,13 @@ def add_partial_load_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def check_local_checkpoint(path) -> None:
-    """Refuse early a local ``load_from`` / test checkpoint that is not a
-    ``torch.save`` file (mmengine's loader fails on it with a bare
-    ``KeyError``); URLs and missing paths are left to the loaders."""
-    if path and '://' not in str(path) and osp.isfile(path):
-        check_torch_format(path, str(path))
+    """Read a local ``load_from`` / ``--resume`` / test checkpoint with
+    mmslak's reader before mmengine's loader does, so that a missing,
+    truncated, unsafe or non-checkpoint file stops with mmslak's error
+    naming it (mmengine's fails with torch's bare messages, which name no
+    file); URLs are left to the loaders (mmslak.checkpoint.remote)."""
+    if path and '://' not in str(path):
+        load_checkpoint_file(path, map_location='cpu')
 
 
 def check_checkpoint_match(cfg: Config, strict: bool,
@@ -158,41 +156,3 @@ def check_checkpoint_match(cfg: Config, strict: bool,
         cfg.custom_hooks = hooks + [
             dict(type='CheckpointMatchHook', strict=strict)
         ]
-
-
-@contextlib.contextmanager
-def exit_on_checkpoint_error():
-    """Turn a checkpoint error (mismatched keys, not a checkpoint, ...)
-    into ``error: ...`` on stderr and exit status 1, without a
-    traceback."""
-    try:
-        yield
-    except CheckpointError as e:
-        hint = ('\npass --allow-partial-load to load only the matching '
-                'weights' if isinstance(e, CheckpointMismatchError) else '')
-        sys.exit(f'error: {e}{hint}')
-
-
-def dataset_error_line(message: str, config: str = 'CONFIG') -> str:
-    """One line from a :class:`~mmslak.datasets.DatasetError` message: the
-    original message when a DataLoader worker re-raised it inside its
-    traceback text, its lines (header, ``FILE: what`` rows) joined, and
-    the config named in the ``check_dataset.py`` hint."""
-    message = message.rsplit('DatasetError: ', 1)[-1]
-    lines = [line.strip() for line in message.strip().splitlines()]
-    line = ' '.join(line for line in lines if line)
-    return line.replace('check_dataset.py CONFIG',
-                        f'check_dataset.py {config}')
-
-
-@contextlib.contextmanager
-def exit_on_dataset_error(config: str = 'CONFIG'):
-    """Turn a :class:`~mmslak.datasets.DatasetError` (a dataset file that
-    is missing, unreadable or has invalid annotations, raised while building
-    or loading the data) into one ``error: ...`` line on stderr naming the
-    file and the value, and exit status 1, without a traceback."""
-    try:
-        yield
-    except DatasetError as e:
-        sys.exit(
-            f'error: invalid dataset: {dataset_error_line(str(e), config)}')

@@ -4,7 +4,6 @@ import os.path as osp
 
 import pytest
 import torch
-from child_process import run_in_checkout
 from mmengine.config import Config
 
 from mmslak.checkpoint import CorruptCheckpointError
@@ -57,14 +56,6 @@ def test_dump_metric():
     assert type(dump_metric('mmseg', 'a.pkl')).__name__ == 'DumpResults'
     with pytest.raises(ValueError, match='.pkl'):
         dump_metric('mmseg', 'a.txt')
-
-
-@pytest.mark.child_process
-def test_test_py_missing_checkpoint():
-    result = run_in_checkout('tools/test.py', 'configs/upernet_slak_ade20k.py',
-                             'no/such.pth')
-    assert result.returncode != 0
-    assert 'checkpoint not found: no/such.pth' in result.stderr
 
 
 SPARSE = dict(type='SparseTrainingHook', init='checkpoint')

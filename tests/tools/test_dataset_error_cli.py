@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmslak.cli.train_test import dataset_error_line
+from mmslak.cli.errors import dataset_error_line
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ADE_CFG = osp.join(REPO, 'configs/demo/upernet_slak-demo_toy-ade.py')

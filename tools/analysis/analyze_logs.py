@@ -20,6 +20,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from mmslak.cli.errors import run_main
+
 SPARSE_PREFIX = 'sparsity_'
 
 
@@ -143,4 +145,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -27,6 +27,7 @@ from mmslak.analysis import (DEFAULT_THRESHOLDS, compute_erf,
                              normalize_erf, plot_erfs, preprocess)
 from mmslak.apis import BACKBONE_ALIASES, build_erf_backbone
 from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.errors import run_main
 from mmslak.cli.progress import add_quiet_flag, progress_bar
 
 
@@ -187,4 +188,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main() and 0)
+    run_main(main)  # main returns the ERFs
+    sys.exit(0)

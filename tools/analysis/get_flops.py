@@ -25,6 +25,7 @@ from mmslak.analysis import (TensorForward, count_complexity,
 from mmslak.analysis.complexity import format_count
 from mmslak.apis import build_model, load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.errors import run_main
 
 DEFAULT_SHAPES = {
     'mmpretrain': (224, 224),
@@ -199,5 +200,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)  # main returns the counts
     sys.exit(0)

@@ -21,6 +21,7 @@ from mmslak.analysis import (TensorForward, dummy_inputs, measure_throughput,
                              switch_to_deploy)
 from mmslak.apis import build_model, load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.errors import run_main
 
 
 def parse_args(argv=None):
@@ -119,5 +120,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)  # main returns the timings
     sys.exit(0)

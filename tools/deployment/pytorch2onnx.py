@@ -22,6 +22,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmslak.apis.export import (export_graph, export_onnx, onnx_errors,
                                 onnx_session, preprocess_image)
 from mmslak.apis.inferencers import init_inference_model
+from mmslak.cli.errors import run_main
 from mmslak.models import switch_to_deploy
 
 
@@ -82,8 +83,11 @@ def verify(model, graph, out, args) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     checkpoint = None if args.checkpoint == 'none' else args.checkpoint
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    folder = osp.dirname(osp.abspath(args.out))
+    if not osp.isdir(folder):  # checked before the minutes of export
+        raise FileNotFoundError(
+            f'the folder {folder!r} of the output {args.out!r} does not '
+            'exist')
     model = revert_sync_batchnorm(
         init_inference_model(args.config, checkpoint, 'cpu', args.cfg_options))
     switched = switch_to_deploy(model)
@@ -104,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

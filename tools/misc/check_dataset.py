@@ -8,11 +8,12 @@ and exits with status 1 if there is any.
 import argparse
 import sys
 
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
+from mmslak.apis import load_config
 from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.errors import run_main
 from mmslak.datasets.checker import check_dataset_cfg
 
 
@@ -41,9 +42,7 @@ def print_table(rows) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     rows, total = [('split', 'file', 'problem')], 0
     for split in args.split:
@@ -66,4 +65,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -6,6 +6,7 @@ Run with ``--help`` for the options; the logic is in
 import sys
 
 from mmslak.cli.converters import mmslak2slak_main
+from mmslak.cli.errors import run_main
 
 if __name__ == '__main__':
-    sys.exit(mmslak2slak_main())
+    sys.exit(run_main(mmslak2slak_main))

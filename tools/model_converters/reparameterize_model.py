@@ -13,8 +13,10 @@ import os.path as osp
 import sys
 
 from mmslak.apis import init_model
-from mmslak.checkpoint import save_converted
+from mmslak.apis.inferencers import is_deploy_checkpoint
+from mmslak.checkpoint import read_checkpoint, save_converted
 from mmslak.cli.cfg_options import CfgOptionsAction
+from mmslak.cli.errors import run_main
 from mmslak.models import switch_to_deploy
 
 
@@ -29,6 +31,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if is_deploy_checkpoint(read_checkpoint(args.checkpoint)):
+        raise ValueError(
+            f'checkpoint {args.checkpoint!r} is already in deploy form '
+            '(re-parameterised): nothing to do; use it as it is')
     # weights come from CKPT (strict); pretrained init_cfg is dropped
     model = init_model(
         args.config, args.checkpoint, cfg_options=args.cfg_options)
@@ -60,4 +66,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -6,6 +6,7 @@ Run with ``--help`` for the options; the logic is in
 import sys
 
 from mmslak.cli.converters import slak_seg2mmseg_main
+from mmslak.cli.errors import run_main
 
 if __name__ == '__main__':
-    sys.exit(slak_seg2mmseg_main())
+    sys.exit(run_main(slak_seg2mmseg_main))

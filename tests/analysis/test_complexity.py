@@ -11,7 +11,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmslak.analysis import (TensorForward, count_complexity,
                              densities_assumed, densities_from_masks,
                              densities_from_weights, dummy_inputs)
-from mmslak.apis import build_model, drop_pretrained_init
+from mmslak.apis import build_model, drop_pretrained_init, init_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -270,3 +270,45 @@ def test_get_flops_cli_masks(tmp_path):
         weight.numel() * 11 // 13
     macs = weight.numel() * 16 * 16  # stage 1 map: 64 / 4
     assert summary['flops'] - summary['sparse_flops'] == macs * 11 // 13
+
+
+# get_flops.py counts a config's SparseTrainingHook density with no flag;
+# --density overrides it; a hook keeping a checkpoint's zeros sets none.
+FLOPS_CONFIG = """
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['mmslak'])
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='SLaK', arch=dict(depths=[1, 1, 1, 1],
+                  dims=[8, 16, 24, 32]), width_factor=1.0,
+                  kernel_sizes=(13, 11, 9, 7)),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=32))
+custom_hooks = [dict(type='SparseTrainingHook', {hook})]
+"""
+
+
+@pytest.mark.parametrize('hook,flags,density', [
+    ("density=0.5, init='snip'", [], 0.5),
+    ("density=0.5, init='snip'", ['--density', '0.8'], 0.8),
+    ("init='checkpoint', dynamic=False", [], None),
+])
+def test_get_flops_density_from_config_hook(tmp_path, hook, flags, density):
+    cfg = tmp_path / 'cls.py'
+    cfg.write_text(FLOPS_CONFIG.format(hook=hook))
+    summary = load_tool('get_flops').main([str(cfg), '--shape', '64', *flags])
+    model = init_model(str(cfg))
+    dense = sum(p.numel() for p in model.parameters())
+    weights = sum(m.weight.numel() for m in model.modules()
+                  if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert summary['params'] == dense
+    if density is None:
+        assert summary['density_source'] == 'none (dense)'
+        assert 'nonzero_params' not in summary or \
+            summary['nonzero_params'] == dense
+        return
+    assert str(density) in summary['density_source']
+    assert summary['nonzero_params'] == round(dense - (1 - density) * weights)
+    # exact: every conv/linear MAC (forward hooks) scaled by the density
+    macs = conv_linear_macs(model, (64, 64))
+    assert summary['sparse_flops'] == round(summary['flops'] -
+                                            (1 - density) * macs)

@@ -107,7 +107,7 @@ def test_text_file_checkpoint(run_tool, clean_toy, tmp_path):
 
 
 def test_malformed_cfg_options(run_tool):
-    # every malformed form: tests/utils/test_cfg_options.py (in-process)
+    # every malformed form: tests/cli/test_cfg_options.py (in-process)
     option = 'model.backbone.drop_path_rate'
     proc = run_tool('tools/train.py', ADE_CFG, '--cfg-options',
                     'train_cfg.max_iters=1', option)

@@ -2,6 +2,7 @@
 tests, served as fixtures (``toy_runner``, ``toy_state``, ``tiny_arch``);
 ``train_toy.py`` runs it in a fresh process for the resume tests."""
 import copy
+import itertools
 import os.path as osp
 
 import pytest
@@ -13,6 +14,8 @@ from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401  (safe-loading allow-list, atomic writes)
 from mmslak.models import SLaK
+
+_RUNNERS = itertools.count()
 
 TINY_ARCH = dict(depths=[1, 1], dims=[8, 16], kernel_sizes=[7, 5])
 
@@ -110,6 +113,9 @@ def build_runner(work_dir: str,
         resume=resume_from is not None,
         load_from=resume_from,
         log_level='WARNING',
+        # unique: Runners made in the same second otherwise share a
+        # timestamped name, hence one MessageHub and its logged scalars
+        experiment_name=f'toy_{next(_RUNNERS)}',
         default_scope='mmengine')
 
 

@@ -776,3 +776,53 @@ def test_load_from_partial_checkpoint_fails_with_hook(runner_ckpt, tmp_path,
     runner._load_from = runner_ckpt
     runner._has_loaded = False
     runner.load_or_resume()
+
+
+# ---- what the refusals say ------------------------------------------------
+
+
+def test_whole_pickled_module_is_refused_with_the_state_dict_advice(tmp_path):
+    whole = str(tmp_path / 'whole.pth')
+    torch.save(nn.Linear(2, 2), whole)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_file(whole)
+    message = str(info.value)
+    assert message.startswith(
+        f'refusing to load checkpoint {whole!r}: unpickling it needs the '
+        "global 'torch.nn.modules.linear.Linear', ")
+    assert 'Nothing was executed. Only if you trust the file, convert it to '\
+        'a weights-only checkpoint yourself. It holds a whole pickled '\
+        'nn.Module: save model.state_dict() instead. (torch: ' in message
+    assert 'weights_only=False' not in message
+    # a global that is not a module class gets no such advice
+    other = str(tmp_path / 'ns.pth')
+    torch.save(dict(args=argparse.Namespace(lr=1)), other)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load_checkpoint_file(other)
+    assert "'argparse.Namespace'" in str(info.value)
+    assert 'state_dict()' not in str(info.value)
+
+
+def test_special_files_and_folders_are_not_checkpoints(tmp_path):
+    for path in ('/dev/null', str(tmp_path)):
+        with pytest.raises(CorruptCheckpointError) as info:
+            load_checkpoint_file(path)
+        assert str(info.value) == (
+            f'{path!r} is not a checkpoint file (a directory, device or '
+            'other special file)')
+    with pytest.raises(FileNotFoundError) as info:
+        load_checkpoint_file(str(tmp_path / 'none.pth'))
+    assert str(info.value) == (
+        f"checkpoint {str(tmp_path / 'none.pth')!r} does not exist")
+
+
+def test_load_weights_logs_new_layers_without_prefix(tmp_path, log):
+    sd = {
+        k: v
+        for k, v in _filled().state_dict().items()
+        if not k.startswith('norm0.')
+    }
+    path = _save(tmp_path, 'nonorm.pth', sd)
+    load_weights(Net(), path, new_layer_prefixes=['norm0.'])
+    assert log == [(f'loaded 2/4 Net tensors from checkpoint {path!r}; '
+                    "newly initialised: ['norm0.']", 'current')]

@@ -177,3 +177,11 @@ def test_exit_status_and_one_line_in_a_child(bad, checkout_run, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith('error: ') and bad['truncated'] in lines[-1]
     assert 'Traceback' not in proc.stderr
+
+
+def test_argument_check_error_is_one_line(tmp_path, monkeypatch):
+    config = tmp_path / 'tiny.py'
+    config.write_text(TINY_CFG)
+    message = _tool(monkeypatch, 'analysis/get_flops.py', config,
+                    '--cfg-options', 'model.backbone.drop_path_rate=1.5')
+    assert 'drop_path_rate' in message and '1.5' in message

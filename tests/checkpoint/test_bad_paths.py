@@ -10,8 +10,13 @@ from test_converters import TINY, ReferenceSLaKClassifier, _mmpretrain_config
 
 from mmslak.checkpoint import (CorruptCheckpointError, atomic_write_bytes,
                                load_checkpoint_file)
+from mmslak.cli.converters import slak2mmpretrain_main
 
-CONVERTER = 'tools/model_converters/slak2mmpretrain.py'
+
+def _convert(capsys, *argv):
+    """slak2mmpretrain in-process: (exit status, stderr)."""
+    status = slak2mmpretrain_main([str(a) for a in argv])
+    return status, capsys.readouterr().err
 
 
 def test_text_file_is_not_a_checkpoint(tmp_path):
@@ -43,44 +48,43 @@ def _files(folder):
         for f in fs)
 
 
-def test_converter_text_source(run_tool, tmp_path, reference):
+def test_converter_text_source(capsys, tmp_path, reference):
     _, config = reference
     src = str(tmp_path / 'notes.pth')
     with open(src, 'w') as f:
         f.write('hello')
-    proc = run_tool(CONVERTER, src, tmp_path / 'out.pth', '--config', config)
-    assert proc.returncode == 1, proc.output[-2000:]
-    assert f"{src!r} is not a PyTorch checkpoint" in proc.stderr
+    status, err = _convert(capsys, src, tmp_path / 'out.pth', '--config',
+                           config)
+    assert status == 1
+    assert f"{src!r} is not a PyTorch checkpoint" in err
     assert not osp.exists(tmp_path / 'out.pth')
 
 
-def test_converter_output_is_a_directory(run_tool, tmp_path, reference):
+def test_converter_output_is_a_directory(capsys, tmp_path, reference):
     src, config = reference
     out = tmp_path / 'out_dir'
     out.mkdir()
     before = _files(tmp_path)
-    proc = run_tool(CONVERTER, src, out, '--config', config)
-    assert proc.returncode == 1, proc.output[-2000:]
-    assert f"cannot write {str(out)!r}: it is a directory" in proc.stderr
-    assert 'nothing was written' in proc.stderr
-    assert 'Traceback' not in proc.output
+    status, err = _convert(capsys, src, out, '--config', config)
+    assert status == 1
+    assert f"cannot write {str(out)!r}: it is a directory" in err
+    assert 'nothing was written' in err
     assert _files(tmp_path) == before  # no temporary file left behind
     # the same converter to a file path works (the failure was the path)
-    assert run_tool(CONVERTER, src, tmp_path / 'ok.pth', '--config',
-                    config).returncode == 0
+    assert _convert(capsys, src, tmp_path / 'ok.pth', '--config',
+                    config)[0] == 0
     assert osp.isfile(tmp_path / 'ok.pth')
 
 
-def test_converter_output_under_a_file(run_tool, tmp_path, reference):
+def test_converter_output_under_a_file(capsys, tmp_path, reference):
     src, config = reference
     parent = tmp_path / 'plain.txt'
     parent.write_text('x')
     out = parent / 'model.pth'
     before = _files(tmp_path)
-    proc = run_tool(CONVERTER, src, out, '--config', config)
-    assert proc.returncode == 1, proc.output[-2000:]
-    assert f'cannot write {str(out)!r}' in proc.stderr
-    assert 'Traceback' not in proc.output
+    status, err = _convert(capsys, src, out, '--config', config)
+    assert status == 1
+    assert f'cannot write {str(out)!r}' in err
     assert _files(tmp_path) == before
 
 

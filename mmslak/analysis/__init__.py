@@ -5,7 +5,7 @@ from .builder import (BACKBONE_ALIASES, TensorForward, build_erf_backbone,
                       build_model, dummy_inputs, task_of)
 from .complexity import (count_complexity, densities_assumed,
                          densities_from_masks, densities_from_weights,
-                         masks_from_checkpoint_file, sparsifiable_layers)
+                         sparsifiable_layers)
 from .erf import (DEFAULT_THRESHOLDS, compute_erf, fallback_images,
                   high_contribution_area_ratios, input_gradient_map,
                   load_images, normalize_erf, plot_erfs, preprocess)
@@ -14,9 +14,9 @@ from .throughput import measure_throughput
 __all__ = [
     'BACKBONE_ALIASES', 'TensorForward', 'build_erf_backbone', 'build_model',
     'dummy_inputs', 'task_of', 'count_complexity', 'densities_from_masks',
-    'densities_from_weights', 'masks_from_checkpoint_file',
-    'sparsifiable_layers', 'densities_assumed', 'DEFAULT_THRESHOLDS',
-    'compute_erf', 'fallback_images', 'high_contribution_area_ratios',
-    'input_gradient_map', 'load_images', 'normalize_erf', 'plot_erfs',
-    'preprocess', 'measure_throughput', 'switch_to_deploy'
+    'densities_from_weights', 'sparsifiable_layers', 'densities_assumed',
+    'DEFAULT_THRESHOLDS', 'compute_erf', 'fallback_images',
+    'high_contribution_area_ratios', 'input_gradient_map', 'load_images',
+    'normalize_erf', 'plot_erfs', 'preprocess', 'measure_throughput',
+    'switch_to_deploy'
 ]

@@ -20,10 +20,10 @@ from mmengine.logging import MMLogger
 
 from mmslak.analysis import (TensorForward, build_model, count_complexity,
                              densities_assumed, densities_from_masks,
-                             densities_from_weights, dummy_inputs,
-                             masks_from_checkpoint_file, task_of)
+                             densities_from_weights, dummy_inputs, task_of)
 from mmslak.analysis.complexity import format_count
 from mmslak.apis import load_config
+from mmslak.sparse import masks_from_checkpoint
 from mmslak.utils.cfg_options import CfgOptionsAction
 
 DEFAULT_SHAPES = {
@@ -117,7 +117,7 @@ def resolve_densities(args, model, task, hook_density=None):
             source = 'uniform'
         elif args.checkpoint:
             try:
-                masks = masks_from_checkpoint_file(args.checkpoint)
+                masks = masks_from_checkpoint(args.checkpoint, zeros=False)
                 source = 'masks'
             except KeyError:  # no masks saved: count the zeros
                 source = 'weights'
@@ -137,8 +137,8 @@ def resolve_densities(args, model, task, hook_density=None):
                 f'uniform {density} on {where} conv/linear weights '
                 f'({origin})')
     if source == 'masks':
-        masks = masks if masks is not None else masks_from_checkpoint_file(
-            args.checkpoint)
+        masks = masks if masks is not None else masks_from_checkpoint(
+            args.checkpoint, zeros=False)
         return (densities_from_masks(model, masks),
                 f'sparse-training masks of {args.checkpoint}')
     return (densities_from_weights(model, args.sparse_prefix or ''),

@@ -351,6 +351,21 @@ def test_static_without_zeros_trains_dense(tmp_path, build_runner,
     assert len(hook.masks) == 0 and hook.masks.stats()['density'] == 1.
 
 
+def test_snip_with_a_gathering_syncbn_on_two_processes(tmp_path,
+                                                       tiny_child_script):
+    """SNIP runs on rank 0 only: a scoring copy that kept SyncBN would wait
+    in its all-gather while rank 1 waits in the mask broadcast (issue 22:
+    a hang; here a 30 s collective timeout, so a regression fails)."""
+    proc = run_in_checkout(
+        tiny_child_script, 'snip_syncbn', tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / '0.pth', weights_only=True)
+    r1 = torch.load(tmp_path / '1.pth', weights_only=True)
+    assert r0.keys() == r1.keys() == {'0.weight', '3.weight'}
+    for n in r0:
+        assert torch.equal(r0[n], r1[n]), n
+
+
 def test_ddp_two_processes_identical_masks(tmp_path, tiny_child_script):
     out = tmp_path / 'out'
     out.mkdir()

@@ -50,15 +50,16 @@ class DynamicSparsity:
                                    total_steps=len(loader) * epochs)
         sparsity.init_masks()   # init='snip': init_masks(batches=[...])
         sparsity.attach(optimizer)  # masks weights after every step
-        for inputs, labels in loader:
-            loss = F.cross_entropy(model(inputs), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            sparsity.step()  # prune and regrow when due
-            new = sparsity.new_in_average(ema)
-            ema.update_parameters(model)
-            sparsity.mask_average(ema, new)
+        for epoch in range(epochs):
+            for inputs, labels in loader:
+                loss = F.cross_entropy(model(inputs), labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                sparsity.step()  # prune and regrow when due
+                new = sparsity.new_in_average(ema)  # before its update
+                ema.update_parameters(model)
+                sparsity.mask_average(ema, new)
         torch.save(dict(model=model.state_dict(),
                         sparsity=sparsity.state_dict()), 'ckpt.pth')
 

@@ -525,3 +525,30 @@ def test_two_ranks_get_rank_zeros_masks(monkeypatch):
         # the receiving rank's weights follow (same start, same decisions)
         assert torch.equal(
             rank1.model.get_parameter(n), single.model.get_parameter(n))
+
+
+def test_the_docstring_example_trains_a_plain_loop(tmp_path, monkeypatch):
+    """The plain-PyTorch example of DynamicSparsity's docstring runs as
+    written and ends with masked weights and a masked average."""
+    doc = DynamicSparsity.__doc__
+    code = doc.split('Example (a plain PyTorch loop)::')[1].split('Args:')[0]
+    code = '\n'.join(line[8:] for line in code.split('\n'))
+    g = torch.Generator().manual_seed(0)
+    loader = [(torch.randn(2, 3, 9, 9, generator=g), torch.tensor([0, 3]))
+              for _ in range(4)]
+    scope = dict(
+        torch=torch,
+        F=F,
+        DynamicSparsity=DynamicSparsity,
+        MyNet=TinyNet,
+        loader=loader,
+        epochs=2)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, 'docstring', 'exec'), scope)
+    sparsity, ema = scope['sparsity'], scope['ema']
+    assert sparsity.num_steps == 8
+    for n in sparsity.masks.names():
+        m = sparsity.masks.mask(n)
+        assert (sparsity.masks.params[n][~m] == 0).all(), n
+        assert (ema.module.get_parameter(n)[~m] == 0).all(), n
+    assert (tmp_path / 'ckpt.pth').is_file()

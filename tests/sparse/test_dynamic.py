@@ -2,6 +2,8 @@
 mutation testing). Every expected value comes from a hand formula (the
 paper's / the reference's sparse_core.py and model_sema.py), never from
 mmslak.sparse."""
+import inspect
+import logging
 import math
 from collections import OrderedDict
 
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 
 from mmslak.sparse import DynamicSparsity
 from mmslak.sparse import dynamic as dynamic_module
+from mmslak.sparse import validation
 
 SHAPES = OrderedDict([('conv1.weight', (8, 3, 3, 3)),
                       ('dw.weight', (8, 1, 7, 7)),
@@ -57,6 +60,22 @@ def counts(sparsity):
     }
 
 
+class Logged:
+    """What DynamicSparsity logs: (level, message)."""
+
+    def __init__(self, monkeypatch):
+        self.records = []
+        monkeypatch.setattr(dynamic_module, 'print_log', self.record)
+        monkeypatch.setattr(validation, 'print_log', self.record)
+
+    def record(self, msg, logger=None, level=logging.INFO):
+        assert logger == 'current'
+        self.records.append((level, msg))
+
+    def text(self, level):
+        return '\n'.join(m for lv, m in self.records if lv == level)
+
+
 def copy_of(model):
     other = TinyNet()
     other.load_state_dict(model.state_dict())
@@ -87,6 +106,35 @@ def test_argument_errors_name_the_argument(kwargs, names):
     with pytest.raises((TypeError, ValueError)) as info:
         DynamicSparsity(TinyNet(), **kwargs)
     assert names in str(info.value)
+
+
+def test_documented_defaults():
+    """The paper's values (SLaK-T: -u 2000, prune rate 0.5, cosine to
+    0.005, random growth, SNIP then random masks; the reference's 0.99)."""
+    got = {
+        k: v.default
+        for k, v in inspect.signature(DynamicSparsity).parameters.items()
+        if k != 'model'
+    }
+    assert got == dict(
+        density=0.6,
+        init='snip',
+        scope='all',
+        exclude=(),
+        dynamic=True,
+        update_interval=2000,
+        total_steps=None,
+        prune_rate=0.5,
+        final_prune_rate=0.005,
+        growth='random',
+        erk_power_scale=1.0,
+        snip_random=True,
+        dense_threshold=0.99,
+        seed=0)
+    fresh = DynamicSparsity(TinyNet(), prune_rate=0.3)
+    assert fresh.masks is None and fresh.num_steps == fresh.num_updates == 0
+    assert fresh.current_prune_rate == 0.3 and fresh.last_update == {}
+    fresh.detach()  # nothing attached: nothing to remove
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -166,9 +214,13 @@ def test_erk_init_matches_the_reference_and_drops_dense_layers():
     assert counts(steep)['conv1.weight'] > 88
 
 
-def test_a_layer_at_the_threshold_is_made_dense_and_none_keeps_it():
+def test_a_layer_at_the_threshold_is_made_dense_and_none_keeps_it(monkeypatch):
+    logged = Logged(monkeypatch)
     # uniform 0.75: every layer exactly at a 0.75 threshold
     assert counts(make(density=0.75, dense_threshold=0.75)) == {}
+    assert logged.text(logging.INFO) == (
+        'DynamicSparsity: 4 layers with initial density >= 0.75 made dense: '
+        f'{list(SHAPES)}')
     kept = make(density=0.75, dense_threshold=None)
     assert counts(kept) == {
         n: math.prod(s) * 3 // 4
@@ -219,7 +271,11 @@ def test_snip_keeps_the_global_top_scores(snip_random):
         assert int(got.sum()) == int(want[n].sum()), n
         if not snip_random:
             assert torch.equal(got.flatten().bool(), want[n]), n
-    with pytest.raises(ValueError, match='snip'):
+    # random masks at SNIP's densities are not the top-k positions
+    assert snip_random != all(
+        torch.equal(sparsity.masks.mask(n).flatten(), want[n])
+        for n in sparsity.masks.names())
+    with pytest.raises(ValueError, match='needs the batches'):
         DynamicSparsity(TinyNet(), init='snip').init_masks()
 
 
@@ -245,13 +301,38 @@ def test_snip_scores_a_copy_without_syncbn():
     assert isinstance(model[1], nn.SyncBatchNorm)
 
 
-def test_checkpoint_init_from_given_masks_or_the_weights_zeros():
+def test_snip_may_empty_a_layer_uniform_may_not(monkeypatch):
+    """A layer SNIP scores 0 throughout (unused here) may end empty: a
+    warning; a density-proportional init refuses to empty one."""
+    logged = Logged(monkeypatch)
+    model = TinyNet()
+    sparsity = DynamicSparsity(model, density=0.3, init='snip')
+    sparsity.init_masks(
+        batches=[torch.randn(2, 3, 9, 9)],
+        loss_fn=lambda net, x: net.conv1(x).square().sum())
+    assert counts(sparsity)['fc.weight'] == 0
+    assert 'SNIP left' in logged.text(logging.WARNING)
+    with pytest.raises(ValueError, match='no active weight'):
+        make(density=0.001, init='uniform')
+
+
+def test_checkpoint_init_from_given_masks_or_the_weights_zeros(monkeypatch):
+    logged = Logged(monkeypatch)
     model = TinyNet()
     with torch.no_grad():
         model.dw.weight[:2] = 0
     sparsity = DynamicSparsity(model, init='checkpoint', dynamic=False)
     sparsity.init_masks()
     assert counts(sparsity) == {'dw.weight': 392 - 98}
+    assert logged.records == [
+        (logging.INFO, 'DynamicSparsity: masks from the zeros of the current '
+         'weights: 4 used, 0 not in the model/scope, 0 sparse-scope weights '
+         'without a mask stay dense')
+    ]
+    DynamicSparsity(TinyNet(), init='checkpoint').init_masks()
+    assert logged.records[-1] == (
+        logging.WARNING, 'DynamicSparsity: init="checkpoint" found no zero '
+        'weight; training dense')
     given = {
         'conv1.weight': torch.arange(216).view(8, 3, 3, 3) % 3 == 0,
         'elsewhere.weight': torch.zeros(2, 2, dtype=torch.bool)
@@ -259,13 +340,16 @@ def test_checkpoint_init_from_given_masks_or_the_weights_zeros():
     sparsity = DynamicSparsity(TinyNet(), init='checkpoint')
     sparsity.init_masks(masks=given)
     assert counts(sparsity) == {'conv1.weight': 72}
+    assert logged.records[-1][1].endswith(
+        'masks from the given masks: 1 used, 1 not in the model/scope, 3 '
+        'sparse-scope weights without a mask stay dense')
     assert (sparsity.model.conv1.weight[~given['conv1.weight']] == 0).all()
     with pytest.raises(ValueError, match=r'conv1.weight.*\(8, 3, 3, 1\)'):
         DynamicSparsity(
             TinyNet(), init='checkpoint'
         ).init_masks(
             masks={'conv1.weight': torch.ones(8, 3, 3, 1, dtype=torch.bool)})
-    with pytest.raises(ValueError, match='mask_prefix_map'):
+    with pytest.raises(ValueError, match='the given masks.*mask_prefix_map'):
         DynamicSparsity(
             TinyNet(), init='checkpoint').init_masks(
                 masks={'net.conv1.weight': torch.ones(8, 3, 3, 3)})
@@ -371,13 +455,15 @@ def test_gradient_growth_regrows_the_largest_gradients_of_the_step():
             sparsity.masks.mask(n).flatten(), after_prune | want)
 
 
-def test_gradient_growth_without_a_gradient_regrows_at_random():
+def test_gradient_growth_without_a_gradient_regrows_at_random(monkeypatch):
+    logged = Logged(monkeypatch)
     sparsity = make(growth='gradient', prune_rate=0.3)
     twin = make(growth='random', prune_rate=0.3)
     sparsity.update(0.3)  # no step, no gradient kept
     twin.update(0.3)
     for n in SHAPES:
         assert torch.equal(sparsity.masks.mask(n), twin.masks.mask(n))
+    assert 'regrowing at random' in logged.text(logging.WARNING)
 
 
 def test_sgd_momentum_is_masked_after_each_step():
@@ -429,9 +515,12 @@ def test_mask_average_follows_the_reference_model_ema():
             want = torch.where(fresh, src, want * m)
             assert fresh.any() or n != 'conv1.weight'
         torch.testing.assert_close(p.double(), want, rtol=1e-6, atol=1e-7)
-    # an averaged model keeps its copy under .module (mmengine, torch)
+    # an averaged model keeps its copy under .module (mmengine, torch); a
+    # weight of another shape there is left alone
     wrapped = torch.optim.swa_utils.AveragedModel(TinyNet())
+    wrapped.module.fc = nn.Linear(4, 4)
     sparsity.mask_average(wrapped)
+    assert (wrapped.module.fc.weight != 0).all()
     m = sparsity.masks.mask('dw.weight')
     assert (wrapped.module.dw.weight[~m] == 0).all()
     assert (wrapped.module.dw.weight[m] != 0).all()
@@ -476,10 +565,16 @@ def test_state_dict_round_trip_continues_exactly():
         resumed.step()
     for n in sparsity.masks.names():
         assert torch.equal(resumed.masks.mask(n), sparsity.masks.mask(n))
-    # a version-1 state (bool masks, no step count) loads too
+    # a version-1 state (bool masks, no step count) loads too, as does a
+    # bare one (masks only)
     old = dict(masks=sparsity.masks.bool_masks(), num_updates=3)
     resumed.load_state_dict(old)
     assert (resumed.num_steps, resumed.num_updates) == (0, 3)
+    resumed.load_state_dict(dict(masks=sparsity.masks.bool_masks()))
+    assert (resumed.num_steps, resumed.num_updates) == (0, 0)
+    assert resumed.current_prune_rate == 0.5
+    for n in sparsity.masks.names():
+        assert torch.equal(resumed.masks.explored[n], sparsity.masks.mask(n))
     outside = DynamicSparsity(TinyNet(), exclude=['^fc'])
     with pytest.raises(KeyError, match='fc.weight'):
         outside.load_state_dict(

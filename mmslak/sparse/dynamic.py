@@ -435,7 +435,7 @@ class DynamicSparsity:
             state.get('prune_rate', self.prune_rate))
         if 'rng_state' in state:
             self.generator.set_state(state['rng_state'])
-        for n, explored in state.get('explored', {}).items():
+        for n, explored in state['explored'].items():  # decoded: always
             if n in self.masks.explored:
                 self.masks.explored[n] = explored.to(
                     self.masks.explored[n].device, torch.bool)

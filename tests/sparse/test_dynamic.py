@@ -135,6 +135,14 @@ def test_documented_defaults():
     assert fresh.masks is None and fresh.num_steps == fresh.num_updates == 0
     assert fresh.current_prune_rate == 0.3 and fresh.last_update == {}
     fresh.detach()  # nothing attached: nothing to remove
+    # the defaults at work: every 2000 steps, SNIP then random masks,
+    # generator seed 0
+    default = DynamicSparsity(TinyNet(), density=0.5, init='uniform')
+    assert default.update_due(2000) and not default.update_due(1000)
+    assert default.snip_random is True
+    default.init_masks()
+    for n in SHAPES:
+        assert torch.equal(default.masks.mask(n), make(seed=0).masks.mask(n))
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -174,6 +182,11 @@ def test_uniform_init_counts_and_the_step_hook_masks_after_each_step():
     sparsity.detach()
     optimizer.step()
     assert (model.conv1.weight != 0).all()
+    # and attaching again works
+    sparsity.attach(optimizer)
+    optimizer.step()
+    m = sparsity.masks.mask('conv1.weight')
+    assert (model.conv1.weight[~m] == 0).all()
 
 
 def reference_erk(shapes, density):

@@ -731,3 +731,117 @@ def test_snip_batch_is_the_first_training_batch(tmp_path, sampler, monkeypatch,
     torch.testing.assert_close(seen[0], record.inputs[0], rtol=0, atol=0)
     firsts = {tuple(x[0, 0, 0, :4].tolist()) for x in record.inputs[:16]}
     assert len(firsts) == 16
+
+
+def test_stored_options_and_the_seed_of_the_masks():
+    hook = adapter()
+    assert hook.options == dict(
+        density=0.5,
+        init='uniform',
+        scope='all',
+        exclude=[],
+        dynamic=True,
+        prune_rate=0.5,
+        final_prune_rate=0.005,
+        growth='random',
+        erk_power_scale=1.0,
+        snip_random=True,
+        dense_threshold=0.99)
+    from mmslak.engine.hooks import SparseTrainingHook
+    default = SparseTrainingHook()
+    assert (default.update_interval, default.snip_batches, default.seed,
+            default.mask_checkpoint, default.mask_prefix_map,
+            default.log_per_layer) == (2000, 1, None, None, {}, True)
+    assert default.options['density'] == 0.6
+    assert default.options['init'] == 'snip'
+    with pytest.raises(ValueError, match='snip_batches'):
+        SparseTrainingHook(snip_batches=0)
+    masks = []
+    for seed, runner_seed in ((5, 0), (None, 5), (None, None), (None, 1)):
+        hook = adapter(seed=seed)
+        hook.before_train(fake_runner(seed=runner_seed))
+        masks.append(hook.masks.mask('conv1.weight'))
+    g = torch.Generator().manual_seed(5)
+    want = torch.zeros(216, dtype=torch.bool)
+    want[torch.randperm(216, generator=g)[:108]] = True
+    assert torch.equal(masks[0].flatten(), want)
+    assert torch.equal(masks[1].flatten(), want)
+    g0 = torch.Generator().manual_seed(0)  # no seed at all: 0
+    want0 = torch.zeros(216, dtype=torch.bool)
+    want0[torch.randperm(216, generator=g0)[:108]] = True
+    assert torch.equal(masks[2].flatten(), want0)
+    assert not torch.equal(masks[3], masks[2])
+
+
+def test_the_log_and_the_layer_table():
+    runner = fake_runner(accumulation=2)
+    runner.auto_scale_lr = dict(base_batch_size=16)
+    hook = adapter()
+    hook.before_train(runner)
+    numel = sum(p.numel() for p in runner.model.parameters())  # 260
+    schedule, initial, table = runner.logger.infos
+    assert schedule == (
+        'SparseTrainingHook: update_interval 3 optimizer steps at 16 samples'
+        ' per step -> every 6 optimizer steps at 8 samples per step (1 GPUs '
+        'x 4 x 2 accumulated), i.e. every 12 iterations and 48 samples')
+    assert initial == (
+        'SparseTrainingHook initial masks: 2 masked layers, 0 dense in '
+        'scope, density 0.500000 (124/248), explored 0.5000, model active '
+        f'parameters {numel - 124} of {numel}')
+    # name padded to the longest, counts right-aligned in 10
+    assert table.split('\n') == [
+        '', 'layer' + ' ' * 13 + 'active' + ' ' * 7 + 'numel  density',
+        'conv1.weight' + ' ' * 9 + '108' + ' ' * 9 + '216  0.5000',
+        'fc.weight' + ' ' * 13 + '16' + ' ' * 10 + '32  0.5000'
+    ]
+    for it in range(12):
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+    assert runner.logger.infos[-2].startswith(
+        'SparseTrainingHook update 1 at iter 12, prune rate 0.')
+    resumed_runner = fake_runner(it=1)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    resumed = adapter(log_per_layer=False)
+    resumed.after_load_checkpoint(resumed_runner, ckpt)
+    resumed.before_train(resumed_runner)
+    assert resumed.sparsity.num_steps == 1
+    assert resumed_runner.logger.infos[-1].startswith(
+        'SparseTrainingHook resumed: 2 masked layers')
+    # an entry without masks is no sparsity state: masks are drawn anew
+    fresh = adapter()
+    fresh.after_load_checkpoint(resumed_runner, dict(sparsity=dict(x=1)))
+    fresh.before_train(resumed_runner)
+    assert resumed_runner.logger.infos[-2].startswith(
+        'SparseTrainingHook initial masks')
+
+
+def test_the_average_is_masked_after_each_iteration_with_copy_in():
+    """The EMA hook's update comes between before_train_iter and this
+    hook's after_train_iter; a position active with an average of 0 takes
+    the model's value; hooks without an average are skipped."""
+    runner = fake_runner()
+    ema = copy.deepcopy(runner.model)
+    runner.hooks = [
+        SimpleNamespace(priority='NORMAL'),
+        SimpleNamespace(ema_model=None, priority='LOWEST'),
+        SimpleNamespace(ema_model=ema, priority='NORMAL')
+    ]
+    hook = adapter()
+    hook.before_train(runner)
+    runner.hooks.append(hook)
+    m = hook.masks.mask('conv1.weight')
+    with torch.no_grad():
+        ema.conv1.weight[0] = 0.  # active positions with an average of 0
+    new = m & (ema.conv1.weight == 0)
+    assert new.any()
+    hook.before_train_iter(runner, 0)
+    with torch.no_grad():  # the EMA hook's update (momentum 0.5)
+        for p, q in zip(ema.parameters(), runner.model.parameters()):
+            p.mul_(0.5).add_(q + 1., alpha=0.5)
+    hook.after_train_iter(runner, 0)
+    w = runner.model.conv1.weight
+    assert torch.equal(ema.conv1.weight[new], w[new])
+    assert (ema.conv1.weight[~m] == 0).all()
+    assert (ema.conv1.weight[m & ~new] != w[m & ~new]).all()
+    assert (ema.fc.bias != runner.model.fc.bias).all()  # averaged, unmasked

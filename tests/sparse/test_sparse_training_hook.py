@@ -14,6 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
+from mmslak.engine.hooks.sparse_training_hook import format_layer_table
 from mmslak.sparse import (cosine_prune_rate, masks_from_checkpoint,
                            sparsity_table)
 from mmslak.sparse.prune_grow import num_to_prune
@@ -845,3 +846,53 @@ def test_the_average_is_masked_after_each_iteration_with_copy_in():
     assert (ema.conv1.weight[~m] == 0).all()
     assert (ema.conv1.weight[m & ~new] != w[m & ~new]).all()
     assert (ema.fc.bias != runner.model.fc.bias).all()  # averaged, unmasked
+
+
+def test_adapter_edges():
+    """Argument errors at construction; nothing to save before training;
+    a wrapped model is unwrapped; a wrapper without an accumulation count
+    steps every iteration; an EMA hook at this hook's priority is refused
+    by its class name; a resumed step count is whole optimizer steps."""
+    from mmslak.engine.hooks import SparseTrainingHook
+    for kwargs, name in ((dict(update_interval=0), 'update_interval'),
+                         (dict(dense_threshold=0), 'dense_threshold')):
+        with pytest.raises(ValueError, match=name):
+            SparseTrainingHook(**kwargs)
+    ckpt = {}
+    adapter().before_save_checkpoint(fake_runner(), ckpt)
+    assert ckpt == {}
+    runner = fake_runner(torch.nn.DataParallel(TinyNet()))
+    hook = adapter()
+    hook.before_train(runner)
+    assert hook.masks.names() == ['conv1.weight', 'fc.weight']
+    runner = fake_runner()
+    runner.optim_wrapper = SimpleNamespace(
+        optimizer=torch.optim.SGD(runner.model.parameters(), lr=0.1))
+    hook = adapter()
+    hook.before_train(runner)
+    assert 'every 3 optimizer steps at 4 samples per step' in \
+        runner.logger.infos[0]
+    assert "at this run's batch" in runner.logger.infos[0]
+
+    class OtherEMAHook:
+        priority = 55
+        ema_model = TinyNet()
+
+    runner = fake_runner()
+    runner.hooks = [OtherEMAHook()]
+    with pytest.raises(ValueError, match='OtherEMAHook'):
+        adapter().before_train(runner)
+    ckpt = {}
+    first = fake_runner()
+    hook = adapter()
+    hook.before_train(first)
+    hook.before_save_checkpoint(first, ckpt)
+    resumed_runner = fake_runner(accumulation=2, it=3)
+    resumed = adapter()
+    resumed.after_load_checkpoint(resumed_runner, ckpt)
+    resumed.before_train(resumed_runner)
+    assert resumed.sparsity.num_steps == 1
+    assert isinstance(resumed.sparsity.num_steps, int)
+    assert format_layer_table({
+        'ab': (1, 2, 0.5)
+    }).split('\n')[0] == ('layer  ' + '    active       numel  density')

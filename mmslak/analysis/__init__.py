@@ -4,7 +4,7 @@ parameter/FLOP counts, and throughput (models come from
 from ..models import switch_to_deploy
 from .complexity import (count_complexity, densities_assumed,
                          densities_from_masks, densities_from_weights,
-                         masks_from_checkpoint_file, sparsifiable_layers)
+                         sparsifiable_layers)
 from .erf import (DEFAULT_THRESHOLDS, compute_erf, fallback_images,
                   high_contribution_area_ratios, input_gradient_map,
                   load_images, normalize_erf, plot_erfs, preprocess,
@@ -15,7 +15,7 @@ from .throughput import measure_throughput
 __all__ = [
     'TensorForward', 'dummy_inputs', 'count_complexity',
     'densities_from_masks', 'densities_from_weights',
-    'masks_from_checkpoint_file', 'sparsifiable_layers', 'densities_assumed',
+    'sparsifiable_layers', 'densities_assumed',
     'DEFAULT_THRESHOLDS', 'compute_erf', 'fallback_images',
     'high_contribution_area_ratios', 'input_gradient_map', 'load_images',
     'normalize_erf', 'plot_erfs', 'preprocess', 'strip_output_norms',

@@ -12,7 +12,7 @@ Where the densities come from (``density_source``):
 
 * ``'masks'``: the sparse-training masks saved in a checkpoint
   (``checkpoint['sparsity']['masks']``, read by
-  ``mmslak.sparse.masks_from_checkpoint``);
+  ``mmslak.sparse.masks_from_checkpoint(path, zeros=False)``);
 * ``'weights'``: the fraction of non-zero entries of each conv/linear weight
   of the loaded model (what a pruned checkpoint without masks shows);
 * ``'uniform'``: an assumed density (``--density 0.6``, the paper's setting)
@@ -25,20 +25,22 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..sparse import uniform_densities
+from ..sparse import is_sparse_weight, uniform_densities
 
 SPARSE_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def sparsifiable_layers(model: nn.Module,
                         prefix: str = '') -> Dict[str, nn.Module]:
-    """Conv and linear layers with a 2-D/4-D weight, by module name,
-    restricted to names starting with ``prefix``."""
+    """Conv and linear layers whose weight is sparse-trainable
+    (:func:`mmslak.sparse.is_sparse_weight`), by module name, restricted to
+    names starting with ``prefix``."""
     return {
         name: m
         for name, m in model.named_modules()
-        if isinstance(m, SPARSE_LAYER_TYPES) and getattr(m, 'weight', None)
-        is not None and m.weight.dim() in (2, 4) and name.startswith(prefix)
+        if isinstance(m, SPARSE_LAYER_TYPES) and isinstance(
+            getattr(m, 'weight', None), torch.Tensor) and is_sparse_weight(
+                f'{name}.weight', m.weight) and name.startswith(prefix)
     }
 
 
@@ -83,20 +85,6 @@ def densities_assumed(model: nn.Module,
         for name, m in sparsifiable_layers(model, prefix).items()
     }
     return uniform_densities(shapes, density)
-
-
-def masks_from_checkpoint_file(path: str) -> Dict[str, torch.Tensor]:
-    """The sparse-training masks saved in a checkpoint file
-    (``checkpoint['sparsity']['masks']``); a KeyError when it has none
-    (use the ``'weights'`` source for such checkpoints)."""
-    from mmslak.checkpoint import read_checkpoint
-    ckpt = read_checkpoint(path)
-    sparsity = ckpt.get('sparsity') if isinstance(ckpt, dict) else None
-    if not isinstance(sparsity, dict) or 'masks' not in sparsity:
-        raise KeyError(f'{path} holds no sparse-training masks '
-                       "(checkpoint['sparsity']['masks'])")
-    from mmslak.sparse import masks_from_checkpoint
-    return masks_from_checkpoint(ckpt)
 
 
 def reference_conv():

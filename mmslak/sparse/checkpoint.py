@@ -6,6 +6,7 @@ from typing import Dict, Sequence, Union
 import torch
 
 from ..checkpoint.loading import get_state_dict, read_checkpoint
+from .scope import is_sparse_weight
 
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 PACKBITS = 'packbits'
@@ -58,12 +59,20 @@ def decode_sparsity_state(state: dict) -> dict:
     return out
 
 
-def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
+def masks_from_checkpoint(ckpt: Union[dict, str],
+                          zeros: bool = True) -> Dict[str, torch.Tensor]:
     """Masks of a checkpoint: ``ckpt['sparsity']['masks']`` when saved by
-    ``SparseTrainingHook``, else ``weight != 0`` for every 2-D / 4-D
-    floating-point weight (for checkpoints saved without masks, such as
-    the reference implementation's). ``ckpt`` is a loaded dict or a path.
+    ``SparseTrainingHook``, else ``weight != 0`` for every sparse-scope
+    weight (:func:`~mmslak.sparse.scope.is_sparse_weight`; for checkpoints
+    saved without masks, such as the reference implementation's).
+
+    Args:
+        ckpt (dict | str): a loaded checkpoint or its path.
+        zeros (bool): without saved masks, take the weights' zeros; False
+            raises a KeyError naming the checkpoint instead. Defaults to
+            True.
     """
+    where = ckpt if isinstance(ckpt, str) else 'the checkpoint'
     if isinstance(ckpt, str):
         ckpt = read_checkpoint(ckpt)
     if not isinstance(ckpt, dict):
@@ -71,10 +80,12 @@ def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
     sparsity = ckpt.get('sparsity')
     if isinstance(sparsity, dict) and 'masks' in sparsity:
         return decode_sparsity_state(sparsity)['masks']
+    if not zeros:
+        raise KeyError(f'{where} holds no sparse-training masks '
+                       "(checkpoint['sparsity']['masks'])")
     masks = OrderedDict()
     for name, value in get_state_dict(ckpt, strip_prefixes=()).items():
-        if (torch.is_tensor(value) and value.is_floating_point()
-                and value.dim() in (2, 4)
+        if (torch.is_tensor(value) and is_sparse_weight(name, value)
                 and not name.endswith(_BUFFER_SUFFIXES)):
             masks[name] = value != 0
     return masks

@@ -6,11 +6,9 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.model import revert_sync_batchnorm
 
-
-def _check_density(density: float) -> None:
-    if not 0. < density <= 1.:
-        raise ValueError(f'density must be in (0, 1], got {density}')
+from .validation import check_density
 
 
 def _numel(shape) -> int:
@@ -20,7 +18,7 @@ def _numel(shape) -> int:
 def uniform_densities(shapes: Dict[str, tuple],
                       density: float) -> Dict[str, float]:
     """Every layer at ``density``."""
-    _check_density(density)
+    check_density(density)
     return {name: float(density) for name in shapes}
 
 
@@ -34,7 +32,7 @@ def erk_densities(shapes: Dict[str, tuple],
     A layer that would exceed 1 is made dense (the largest first) and
     ``eps`` is solved again over the remaining layers.
     """
-    _check_density(density)
+    check_density(density)
     numel = {n: _numel(s) for n, s in shapes.items()}
     raw = {n: (sum(s) / numel[n])**power_scale for n, s in shapes.items()}
     total = sum(numel.values())
@@ -122,10 +120,12 @@ def snip_scores(model: nn.Module,
     """SNIP saliency ``|w * dL/dw|`` summed over ``data_batches``.
 
     Computed on a deep copy of ``model`` in train mode, so the model's
-    gradients, BN statistics and weights are left untouched.
+    gradients, BN statistics and weights are left untouched. The copy's
+    SyncBN layers are plain BN: SNIP runs on one rank, where SyncBN would
+    wait for the other ranks' statistics forever.
     ``loss_fn(model, batch)`` returns a scalar loss.
     """
-    net = copy.deepcopy(model)
+    net = revert_sync_batchnorm(copy.deepcopy(model))
     net.train()
     params = dict(net.named_parameters())
     names = list(names)
@@ -155,41 +155,13 @@ def snip_counts(scores: Dict[str, torch.Tensor],
     Ties at the threshold go to the earlier layer / position, so the
     result is deterministic.
     """
-    _check_density(density)
+    check_density(density)
     names = list(scores)
     flat = torch.cat([scores[n].flatten().float().cpu() for n in names])
     k = int(round(density * flat.numel()))
-    top = topk_indices(flat, k, largest=True)
-    sizes = torch.tensor([scores[n].numel() for n in names])
-    bounds = torch.cumsum(sizes, 0)
-    layer = torch.bucketize(top, bounds, right=True)
-    per_layer = torch.bincount(layer, minlength=len(names))
-    return {n: int(c) for n, c in zip(names, per_layer)}
-
-
-def topk_indices(values: torch.Tensor,
-                 k: int,
-                 largest: bool = False) -> torch.Tensor:
-    """Indices of the ``k`` smallest (or largest) entries of a 1-D tensor.
-
-    Ties are broken by position (lower index first) so the choice is
-    deterministic. Uses a selection (``kthvalue``), not a full sort.
-    """
-    n = values.numel()
-    if not 0 <= k <= n:
-        raise ValueError(f'k={k} is out of range for {n} values')
-    if k == 0:
-        return torch.zeros(0, dtype=torch.long, device=values.device)
-    if k == n:
-        return torch.arange(n, device=values.device)
-    v = values.float()
-    if largest:
-        v = -v
-    thr = torch.kthvalue(v, k).values
-    below = (v < thr).nonzero().squeeze(1)
-    need = k - below.numel()
-    ties = (v == thr).nonzero().squeeze(1)[:need]
-    return torch.cat([below, ties])
+    top = smallest_k_mask(-flat, k)
+    per_layer = top.split([scores[n].numel() for n in names])
+    return {n: int(t.count_nonzero()) for n, t in zip(names, per_layer)}
 
 
 def smallest_k_mask(values: torch.Tensor, k: int) -> torch.Tensor:

@@ -133,9 +133,13 @@ class SparseMasks:
     @torch.no_grad()
     def commit(self, name: str, new_mask: torch.Tensor,
                grown: torch.Tensor) -> None:
-        """Install ``new_mask``, zero the ``grown`` weights, apply."""
+        """Install ``new_mask`` and apply it; the ``grown`` weights that were
+        inactive start at 0, while a weight pruned and regrown in the same
+        update keeps its value (as the reference's ``truncate_weights``,
+        which masks the weights once, after growth)."""
         param = self.params[name]
+        revived = grown.to(param.device) & (self._masks[name] == 0)
         self._masks[name].copy_(new_mask)
-        param.data.masked_fill_(grown.to(param.device), 0)
+        param.data.masked_fill_(revived, 0)
         self.explored[name] |= new_mask.to(self.explored[name].device)
         self.apply([name])

@@ -1,6 +1,6 @@
 """Prune-and-regrow steps of dynamic sparse training."""
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
@@ -76,20 +76,3 @@ def grow_gradient(mask: torch.Tensor, grad: torch.Tensor,
     score = grad.detach().abs().float().neg_()
     grown = _select_inactive(score, mask, num)
     return mask | grown, grown
-
-
-@torch.no_grad()
-def reset_optimizer_state(optimizer: Optional[torch.optim.Optimizer],
-                          param: torch.Tensor, where: torch.Tensor) -> int:
-    """Zero every per-element state tensor of ``param`` (AdamW
-    ``exp_avg`` / ``exp_avg_sq``, SGD ``momentum_buffer``, ...) at the
-    bool positions ``where``. Returns how many state tensors were reset."""
-    if optimizer is None:
-        return 0
-    state = optimizer.state.get(param, {})
-    n = 0
-    for value in state.values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value.masked_fill_(where, 0)
-            n += 1
-    return n

@@ -1,6 +1,8 @@
 """When the prune-and-regrow updates happen, for any batch size."""
 from typing import Optional
 
+from .validation import check_positive_int
+
 
 def rescaled_interval(update_interval: int, base_batch_size: Optional[int],
                       total_batch_size: int) -> int:
@@ -12,15 +14,9 @@ def rescaled_interval(update_interval: int, base_batch_size: Optional[int],
     ``round(update_interval * base / total)``, at least 1; ``base=None``
     keeps ``update_interval`` (steps at whatever batch the run uses).
     """
-    if not isinstance(update_interval, int) or update_interval < 1:
-        raise ValueError('update_interval must be a positive int, got '
-                         f'{update_interval!r}')
-    if not isinstance(total_batch_size, int) or total_batch_size < 1:
-        raise ValueError('the total batch size must be a positive int, got '
-                         f'{total_batch_size!r}')
+    check_positive_int('update_interval', update_interval)
+    check_positive_int('the total batch size', total_batch_size)
     if base_batch_size is None:
         return update_interval
-    if not isinstance(base_batch_size, int) or base_batch_size < 1:
-        raise ValueError('auto_scale_lr.base_batch_size must be a positive '
-                         f'int, got {base_batch_size!r}')
+    check_positive_int('auto_scale_lr.base_batch_size', base_batch_size)
     return max(1, round(update_interval * base_batch_size / total_batch_size))

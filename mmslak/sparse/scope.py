@@ -3,6 +3,7 @@ import re
 from collections import OrderedDict
 from typing import Dict, Sequence
 
+import torch
 import torch.nn as nn
 
 SCOPES = ('all', 'large_kernel')
@@ -10,6 +11,27 @@ SCOPES = ('all', 'large_kernel')
 # Parameter-name suffixes of the Kx5 / 5xK strip kernels of
 # ``DecomposedLargeKernelConv`` (see mmslak/models/layers/large_kernel.py).
 _LARGE_KERNEL_SUFFIXES = ('.LoRA1.conv.weight', '.LoRA2.conv.weight')
+
+
+def is_sparse_weight(name: str,
+                     tensor: torch.Tensor,
+                     scope: str = 'all') -> bool:
+    """Whether a weight is trained sparse: the paper's (and reference's
+    ``Masking.add_module``) rule, the one definition every part of mmslak
+    uses (the hook, masks read from checkpoints, sparse FLOPs).
+
+    Args:
+        name (str): the parameter's name.
+        tensor (torch.Tensor): the parameter (or a checkpoint's tensor).
+        scope (str): ``'all'``: every 2-D / 4-D floating-point weight;
+            ``'large_kernel'``: only the Kx5 / 5xK strip kernels. Defaults
+            to 'all'.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+    if not tensor.is_floating_point() or tensor.dim() not in (2, 4):
+        return False
+    return scope == 'all' or name.endswith(_LARGE_KERNEL_SUFFIXES)
 
 
 def select_sparse_params(
@@ -37,12 +59,7 @@ def select_sparse_params(
     patterns = [re.compile(p) for p in exclude]
     selected = OrderedDict()
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if scope == 'all':
-            if param.dim() not in (2, 4):
-                continue
-        elif not name.endswith(_LARGE_KERNEL_SUFFIXES):
+        if not param.requires_grad or not is_sparse_weight(name, param, scope):
             continue
         if any(p.search(name) for p in patterns):
             continue

@@ -1,5 +1,6 @@
-"""Checks of ``SparseTrainingHook``'s arguments and of the masks it is
-about to train with; each error names the parameter at fault."""
+"""Checks of the sparse-training arguments (``DynamicSparsity`` and
+``SparseTrainingHook``) and of the masks about to be trained with; each
+error names the parameter at fault. The one place these are checked."""
 import logging
 import numbers
 import re
@@ -9,20 +10,49 @@ import torch
 from mmengine.logging import print_log
 
 __all__ = [
-    'check_density', 'check_exclude', 'check_masks_keep_weights',
-    'check_masks_matched'
+    'INITS', 'GROWTHS', 'check_density', 'check_exclude', 'check_positive_int',
+    'check_sparsity_args', 'check_masks_keep_weights', 'check_masks_matched'
 ]
+
+INITS = ('snip', 'erk', 'uniform', 'checkpoint')
+GROWTHS = ('random', 'gradient')
 
 
 def check_density(density) -> float:
     """``density`` as a float in (0, 1]."""
     if not isinstance(density, numbers.Real) or isinstance(density, bool):
-        raise TypeError('SparseTrainingHook: density must be a number in '
-                        f'(0, 1], got {density!r} ({type(density).__name__})')
+        raise TypeError('density must be a number in (0, 1], got '
+                        f'{density!r} ({type(density).__name__})')
     if not 0. < density <= 1.:
-        raise ValueError('SparseTrainingHook: density must be in (0, 1], '
-                         f'got {density}')
+        raise ValueError(f'density must be in (0, 1], got {density}')
     return float(density)
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` as a positive int; the error names ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f'{name} must be a positive int, got {value!r}')
+    return value
+
+
+def check_sparsity_args(density, init, exclude, dynamic, update_interval,
+                        prune_rate, final_prune_rate, growth,
+                        dense_threshold) -> dict:
+    """Check the arguments of ``DynamicSparsity``; returns the normalised
+    ``density`` (float) and ``exclude`` (list)."""
+    if init not in INITS:
+        raise ValueError(f'init must be one of {INITS}, got {init!r}')
+    if growth not in GROWTHS:
+        raise ValueError(f'growth must be one of {GROWTHS}, got {growth!r}')
+    if dynamic:
+        check_positive_int('update_interval', update_interval)
+    if not 0. <= final_prune_rate <= prune_rate <= 1.:
+        raise ValueError('need 0 <= final_prune_rate <= prune_rate <= 1, got '
+                         f'{final_prune_rate}, {prune_rate}')
+    if dense_threshold is not None and not 0. < dense_threshold <= 1.:
+        raise ValueError('dense_threshold must be in (0, 1] or None, got '
+                         f'{dense_threshold!r}')
+    return dict(density=check_density(density), exclude=check_exclude(exclude))
 
 
 def check_exclude(exclude) -> list:
@@ -30,14 +60,14 @@ def check_exclude(exclude) -> list:
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
     for pattern in patterns:
         if not isinstance(pattern, str):
-            raise TypeError('SparseTrainingHook: exclude must be regular '
-                            f'expressions (str), got {pattern!r}')
+            raise TypeError('exclude must be regular expressions (str), '
+                            f'got {pattern!r}')
         try:
             re.compile(pattern)
         except re.error as e:
             raise ValueError(
-                f'SparseTrainingHook: exclude pattern {pattern!r} is not a '
-                f'valid regular expression: {e}') from None
+                f'exclude pattern {pattern!r} is not a valid regular '
+                f'expression: {e}') from None
     return patterns
 
 
@@ -54,14 +84,14 @@ def check_masks_keep_weights(masks: Dict[str, torch.Tensor], density: float,
     active = sum(int(m.count_nonzero()) for m in masks.values())
     if active >= len(masks) and init == 'snip':
         print_log(
-            f'SparseTrainingHook: SNIP left {len(empty)} layers with no '
+            f'SNIP left {len(empty)} layers with no '
             f'active weight: {empty[:5]}',
             logger='current',
             level=logging.WARNING)
         return
     smallest = min(m.numel() for m in masks.values())
     raise ValueError(
-        f'SparseTrainingHook: density={density} leaves {len(empty)} of '
+        f'density={density} leaves {len(empty)} of '
         f'{len(masks)} layers with no active weight (e.g. {empty[:3]}; '
         f'{active} active weights in all); raise density (the smallest '
         f'layer has {smallest} weights), or keep small layers dense with '
@@ -76,11 +106,11 @@ def check_masks_matched(used: Sequence[str], names: Sequence[str],
         return
     if not names:
         raise ValueError(
-            f"SparseTrainingHook (init='checkpoint'): {source} holds no "
+            f"init='checkpoint': {source} holds no "
             'mask and no 2-D/4-D weight to take a mask from (it would train '
             'dense)')
     raise ValueError(
-        f"SparseTrainingHook (init='checkpoint'): none of the {len(names)} "
+        f"init='checkpoint': none of the {len(names)} "
         f'masks from {source} matches a weight of the model in the sparse '
         'scope '
         f'(checkpoint: {list(names)[:3]}, model: {list(params)[:3]}); '

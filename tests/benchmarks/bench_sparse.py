@@ -4,7 +4,7 @@ Measures, in one run and on the same device:
   * one training iteration of a SLaK classifier (forward, backward, AdamW
     step), batch ``--batch`` at ``--size`` px;
   * applying the masks (what the hook does after every optimizer step);
-  * one prune/regrow update of ``SparseTrainingHook`` at prune rate
+  * one prune/regrow update of ``DynamicSparsity`` at prune rate
     ``--prune-rate`` (the largest ``p_t`` of the schedule);
 and prints the two ratios (targets: < 3 % and < 1 iteration).
 
@@ -13,18 +13,13 @@ and prints the two ratios (targets: < 3 % and < 1 iteration).
 import argparse
 import statistics
 import time
-from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 
-from mmslak.engine.hooks import SparseTrainingHook
 from mmslak.models.backbones.slak import SLaK
-from mmslak.sparse import (SparseMasks, densities_to_counts, random_mask,
-                           select_sparse_params, uniform_densities)
-from mmslak.sparse.scope import sparse_shapes
+from mmslak.sparse import DynamicSparsity
 
 
 class Classifier(nn.Module):
@@ -70,15 +65,14 @@ def main():
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     y = torch.randint(0, 1000, (args.batch, ), device=device)
 
-    params = select_sparse_params(model, 'all')
-    shapes = sparse_shapes(params)
-    counts = densities_to_counts(
-        uniform_densities(shapes, args.density), shapes)
-    gen = torch.Generator().manual_seed(0)
-    masks = SparseMasks(
-        params, {n: random_mask(shapes[n], counts[n], gen)
-                 for n in params})
-    masks.apply()
+    sparsity = DynamicSparsity(
+        model,
+        density=args.density,
+        init='uniform',
+        update_interval=1,
+        prune_rate=args.prune_rate)
+    sparsity.init_masks()
+    masks = sparsity.masks
 
     def iteration():
         loss = F.cross_entropy(model(x), y)
@@ -93,27 +87,13 @@ def main():
     opt.zero_grad()
     masks.apply()
 
-    hook = SparseTrainingHook(
-        density=args.density,
-        init='uniform',
-        update_interval=1,
-        prune_rate=args.prune_rate,
-        log_per_layer=False)
-    hook.masks = masks
-    hook._optimizer_of = {n: opt for n in masks.names()}
-    hook._generator.manual_seed(0)
-    runner = SimpleNamespace(
-        max_iters=10**9,
-        model=model,
-        logger=MMLogger.get_instance('bench_sparse', log_level='WARNING'))
-
     # rounds of (iteration, mask application, update): each ratio is taken
     # within a round, so that load from other processes hits both alike
     rows = []
     for _ in range(args.rounds):
         t_iter = timed(iteration, 1, device)
         t_apply = timed(masks.apply, 3, device)
-        t_update = timed(lambda: hook.update(runner, 1), 1, device)
+        t_update = timed(lambda: sparsity.update(args.prune_rate), 1, device)
         rows.append((t_iter, t_apply, t_update))
     med = statistics.median
 

@@ -124,7 +124,7 @@ def final_state(runner) -> dict:
             k: v.cpu()
             for k, v in hook.masks.explored.items()
         },
-        num_updates=hook.num_updates)
+        num_updates=hook.sparsity.num_updates)
 
 
 RESUME_HOOK = dict(

@@ -123,3 +123,20 @@ def test_bool_masks_lists_every_masked_layer_as_bool():
         assert got['b'].tolist() == [[True, True, False, False], [False] * 4]
     # a device moves them (the meta device stands in for an accelerator)
     assert masks.bool_masks('meta')['a'].device.type == 'meta'
+
+
+def test_sparse_masks_dense_layers_and_errors():
+    a, b = nn.Parameter(torch.randn(4, 4)), nn.Parameter(torch.randn(3, 3))
+    masks = SparseMasks({
+        'a': a,
+        'b': b
+    }, {
+        'a': torch.ones(4, 4, dtype=torch.bool),
+        'b': torch.eye(3, dtype=torch.bool)
+    })
+    assert masks.names() == ['b'] and list(masks.dense) == ['a']
+    assert masks.stats()['active'] == 16 + 3
+    with pytest.raises(ValueError, match='shape'):
+        SparseMasks({'a': a}, {'a': torch.ones(3, 3, dtype=torch.bool)})
+    with pytest.raises(KeyError, match='outside'):
+        SparseMasks({'a': a}, {'z': torch.ones(4, 4, dtype=torch.bool)})

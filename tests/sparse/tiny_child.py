@@ -3,9 +3,12 @@
 
     python tiny_child.py resume WORK_DIR CKPT OUT ITERS
     python tiny_child.py ddp WORK_DIR OUT_DIR     (2 ranks, gloo, on CPU)
+    python tiny_child.py snip_syncbn OUT_DIR      (2 ranks, gloo, on CPU)
 
-Each saves ``final_state`` (``OUT``, or ``OUT_DIR/<rank>.pth``).
+Each saves ``final_state`` (``OUT``, or ``OUT_DIR/<rank>.pth``);
+``snip_syncbn`` saves each rank's SNIP masks.
 """
+import datetime
 import os
 import os.path as osp
 import socket
@@ -13,6 +16,8 @@ import sys
 
 import torch
 import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from conftest import RESUME_HOOK, build_runner, final_state  # noqa: E402
@@ -56,13 +61,71 @@ def _ddp_worker(rank, world_size, port, work_dir, out_dir):
     torch.distributed.destroy_process_group()
 
 
-def ddp(work_dir, out_dir):
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def ddp(work_dir, out_dir):
     mp.spawn(
-        _ddp_worker, args=(2, port, work_dir, out_dir), nprocs=2, join=True)
+        _ddp_worker,
+        args=(2, _free_port(), work_dir, out_dir),
+        nprocs=2,
+        join=True)
+
+
+class GatheringSyncBN(nn.SyncBatchNorm):
+    """SyncBN as far as a collective goes: its training forward
+    all-gathers the batch means of every rank (as SyncBN's statistics do),
+    then normalises with the local statistics (CPU-friendly)."""
+
+    def forward(self, x):
+        if self.training and torch.distributed.is_initialized():
+            mean = x.mean(0).detach()
+            gathered = [
+                torch.empty_like(mean)
+                for _ in range(torch.distributed.get_world_size())
+            ]
+            torch.distributed.all_gather(gathered, mean)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True)
+
+
+def _snip_syncbn_worker(rank, world_size, port, out_dir):
+    from mmslak.sparse import DynamicSparsity
+    torch.set_num_threads(1)
+    # a hang becomes an error after 30 s instead of the 30-minute default
+    torch.distributed.init_process_group(
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=30))
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8), GatheringSyncBN(8), nn.ReLU(), nn.Linear(8, 3))
+    inputs, labels = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    model(inputs)  # the model's own forward gathers on every rank: fine
+    sparsity = DynamicSparsity(model, density=0.5, init='snip', seed=rank)
+    sparsity.init_masks(
+        batches=[(inputs, labels)],
+        loss_fn=lambda net, b: F.cross_entropy(net(b[0]), b[1]))
+    assert isinstance(model[1], GatheringSyncBN)  # the model keeps it
+    torch.save(
+        sparsity.masks.bool_masks('cpu'), osp.join(out_dir, f'{rank}.pth'))
+    torch.distributed.destroy_process_group()
+
+
+def snip_syncbn(out_dir):
+    """SNIP (rank 0 only) on a model that keeps a SyncBN-like module."""
+    mp.spawn(
+        _snip_syncbn_worker,
+        args=(2, _free_port(), out_dir),
+        nprocs=2,
+        join=True)
 
 
 if __name__ == '__main__':
-    dict(resume=resume, ddp=ddp)[sys.argv[1]](*sys.argv[2:])
+    dict(
+        resume=resume, ddp=ddp,
+        snip_syncbn=snip_syncbn)[sys.argv[1]](*sys.argv[2:])

@@ -20,12 +20,12 @@ from mmengine.logging import MMLogger
 
 from mmslak.analysis import (TensorForward, count_complexity,
                              densities_assumed, densities_from_masks,
-                             densities_from_weights, dummy_inputs,
-                             masks_from_checkpoint_file)
+                             densities_from_weights, dummy_inputs)
 from mmslak.analysis.complexity import format_count
 from mmslak.apis import build_model, load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
 from mmslak.cli.errors import run_main
+from mmslak.sparse import masks_from_checkpoint
 
 DEFAULT_SHAPES = {
     'mmpretrain': (224, 224),
@@ -118,7 +118,7 @@ def resolve_densities(args, model, task, hook_density=None):
             source = 'uniform'
         elif args.checkpoint:
             try:
-                masks = masks_from_checkpoint_file(args.checkpoint)
+                masks = masks_from_checkpoint(args.checkpoint, zeros=False)
                 source = 'masks'
             except KeyError:  # no masks saved: count the zeros
                 source = 'weights'
@@ -138,8 +138,8 @@ def resolve_densities(args, model, task, hook_density=None):
                 f'uniform {density} on {where} conv/linear weights '
                 f'({origin})')
     if source == 'masks':
-        masks = masks if masks is not None else masks_from_checkpoint_file(
-            args.checkpoint)
+        masks = masks if masks is not None else masks_from_checkpoint(
+            args.checkpoint, zeros=False)
         return (densities_from_masks(model, masks),
                 f'sparse-training masks of {args.checkpoint}')
     return (densities_from_weights(model, args.sparse_prefix or ''),

@@ -1,21 +1,39 @@
-"""mmslak.sparse.density at its edges: density 1, ERK caps and tiny
-divisors, Hamilton's largest remainders, ties in the selections, empty /
-full selections (their dtype and device), SNIP's bookkeeping. Expected
-values are written by hand."""
+"""mmslak.sparse.density: uniform / ERK densities, Hamilton's counts, the
+k-smallest selection, random masks, SNIP scores / counts / loss. Expected
+values by hand, the reference's formulas or float64 oracles."""
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
+from torch.testing import assert_close
 
 from mmslak.sparse.density import (densities_to_counts, erk_densities,
                                    model_loss, random_mask, smallest_k_mask,
                                    snip_counts, snip_loss, snip_scores,
-                                   topk_indices, uniform_densities)
+                                   uniform_densities)
 
 META = torch.device('meta')
+
+
+def test_k_range_and_empty_and_full_selections():
+    """k = 0 and k = n are answered without a selection, in the input's
+    device (checked on the meta device), as bool masks."""
+    values = torch.tensor([3., 1., 2.])
+    grid = torch.empty(2, 3, device=META)
+    for k in (0, 6):
+        out = smallest_k_mask(grid, k)
+        assert out.device == META and out.shape == (2, 3)
+        assert out.dtype == torch.bool
+    assert smallest_k_mask(values, 0).tolist() == [False] * 3
+    assert smallest_k_mask(values, 3).tolist() == [True] * 3
+    assert smallest_k_mask(values, 1).tolist() == [False, True, False]
+    for k in (-1, 4):
+        with pytest.raises(ValueError, match=f'k={k} is out of range for 3'):
+            smallest_k_mask(values, k)
 
 
 def test_density_one_is_allowed_and_above_one_refused():
@@ -67,50 +85,6 @@ def test_counts_never_exceed_a_layer():
     assert counts == {'a': 3, 'b': 3}
     with pytest.raises(ValueError, match='cannot place 8 weights'):
         densities_to_counts({'a': 1.0, 'b': 1.0}, shapes, total=8)
-
-
-@pytest.mark.parametrize('select', ['topk', 'mask'])
-def test_k_range_and_empty_and_full_selections(select):
-    """k = 0 and k = n are answered without a selection, in the input's
-    device (checked on the meta device), dtype long / bool."""
-    values = torch.tensor([3., 1., 2.])
-    if select == 'topk':
-
-        def pick(v, k):
-            return topk_indices(v, k)
-
-        assert topk_indices(values, 0).tolist() == []
-        assert topk_indices(values, 0).dtype == torch.long
-        assert topk_indices(values, 3).tolist() == [0, 1, 2]
-        for k in (0, 3):
-            out = topk_indices(torch.empty(3, device=META), k)
-            assert out.device == META and out.shape == (k, )
-            assert out.dtype == torch.long
-    else:
-
-        def pick(v, k):
-            return smallest_k_mask(v, k)
-
-        grid = torch.empty(2, 3, device=META)
-        for k in (0, 6):
-            out = smallest_k_mask(grid, k)
-            assert out.device == META and out.shape == (2, 3)
-            assert out.dtype == torch.bool
-        assert smallest_k_mask(values, 0).tolist() == [False] * 3
-        assert smallest_k_mask(values, 3).tolist() == [True] * 3
-    for k in (-1, 4):
-        with pytest.raises(ValueError, match=f'k={k} is out of range for 3'):
-            pick(values, k)
-    assert sorted(
-        torch.as_tensor(pick(values, 1)).nonzero().flatten().tolist(
-        ) if select == 'mask' else pick(values, 1).tolist()) == [1]
-
-
-def test_topk_ties_go_to_the_lower_index_and_smallest_by_default():
-    values = torch.tensor([1., 1., 1., 0., 2.])
-    assert sorted(topk_indices(values, 2).tolist()) == [0, 3]
-    assert sorted(topk_indices(values, 3).tolist()) == [0, 1, 3]
-    assert sorted(topk_indices(values, 2, largest=True).tolist()) == [0, 4]
 
 
 def test_smallest_k_mask_ties_and_unselectable_entries():
@@ -300,3 +274,165 @@ def test_erk_density_one_when_rounding_pushes_a_layer_over_one():
     raw = 11 / 18
     assert 18 / (raw * 18) * raw > 1
     assert erk_densities({'w': (2, 9)}, 1.0) == {'w': 1.0}
+
+
+def test_uniform_and_counts_exact_total():
+    shapes = {'a': (10, 3), 'b': (7, 1, 3, 3), 'c': (5, )}
+    dens = uniform_densities(shapes, 0.37)
+    assert set(dens.values()) == {0.37}
+    counts = densities_to_counts(dens, shapes)
+    numel = {'a': 30, 'b': 63, 'c': 5}
+    assert sum(counts.values()) == round(0.37 * 98)
+    for n in shapes:  # each layer within one weight of its density
+        assert abs(counts[n] - 0.37 * numel[n]) < 1
+    assert sum(densities_to_counts(dens, shapes, total=40).values()) == 40
+    with pytest.raises(ValueError, match='density'):
+        uniform_densities(shapes, 0.)
+
+
+def test_erk_matches_formula():
+    shapes = {
+        'conv': (64, 32, 3, 3),
+        'dw': (64, 1, 31, 5),
+        'fc': (128, 64),
+        'head': (100, 128)
+    }
+    density = 0.2
+    dens = erk_densities(shapes, density)
+    # independent: eps * (sum/prod) with eps from the total budget
+    numel = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s) / numel[n] for n, s in shapes.items()}
+    eps = density * sum(numel.values()) / sum(raw[n] * numel[n]
+                                              for n in shapes)
+    assert all(eps * raw[n] <= 1 for n in shapes)
+    for n in shapes:
+        assert dens[n] == pytest.approx(eps * raw[n], rel=1e-12)
+    total = sum(dens[n] * numel[n] for n in shapes)
+    assert total == pytest.approx(density * sum(numel.values()))
+    # power scale
+    d2 = erk_densities(shapes, density, power_scale=0.5)
+    eps2 = density * sum(numel.values()) / sum(raw[n]**0.5 * numel[n]
+                                               for n in shapes)
+    assert d2['fc'] == pytest.approx(eps2 * raw['fc']**0.5)
+
+
+def test_erk_caps_and_redistributes():
+    # the depthwise kernel's raw score is huge: it must be capped at 1
+    shapes = {'big': (256, 256), 'dw': (4, 1, 3, 3), 'mid': (64, 64)}
+    density = 0.2
+    dens = erk_densities(shapes, density)
+    assert dens['dw'] == 1.0
+    numel = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s) / numel[n] for n, s in shapes.items()}
+    budget = density * sum(numel.values()) - numel['dw']
+    eps = budget / (raw['big'] * numel['big'] + raw['mid'] * numel['mid'])
+    assert dens['big'] == pytest.approx(eps * raw['big'])
+    assert dens['mid'] == pytest.approx(eps * raw['mid'])
+    total = sum(dens[n] * numel[n] for n in shapes)
+    assert total == pytest.approx(density * sum(numel.values()))
+
+
+class _Crafted(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(6, 5))
+        self.b = nn.Parameter(torch.randn(3, 2, 2, 2))
+        self.bias = nn.Parameter(torch.randn(4))
+
+
+def test_snip_picks_global_top_scores():
+    model = _Crafted()
+    coef_a = torch.randn(6, 5)
+    coef_b = torch.randn(3, 2, 2, 2) * 3
+
+    def loss_fn(net, batch):  # dL/da = coef_a * batch, dL/db = coef_b
+        return (net.a * coef_a * batch).sum() + (net.b * coef_b).sum()
+
+    scores = snip_scores(model, ['a', 'b'], [1.0, 2.0], loss_fn)
+    # the model itself is untouched (scores come from a copy)
+    assert model.a.grad is None
+    assert_close(scores['a'], (model.a * coef_a).abs() * 3)
+    assert_close(scores['b'], (model.b * coef_b).abs() * 2)
+    density = 0.45
+    counts = snip_counts(scores, density)
+    flat = torch.cat([scores['a'].flatten(), scores['b'].flatten()])
+    k = round(density * flat.numel())
+    top = torch.sort(flat, descending=True, stable=True).indices[:k]
+    assert counts == {'a': int((top < 30).sum()), 'b': int((top >= 30).sum())}
+    assert sum(counts.values()) == k
+    with pytest.raises(ValueError, match='batch'):
+        snip_scores(model, ['a'], [], loss_fn)
+
+
+def test_random_mask_count():
+    m = random_mask((5, 1, 7, 3), 42, torch.Generator().manual_seed(0))
+    assert m.dtype == torch.bool and int(m.sum()) == 42
+
+
+def tiny_classifier():
+    """An mmpretrain classifier with the paper's training losses: label
+    smoothing 0.1 and Mixup / CutMix batch augments."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cls_cfg())
+
+
+def cls_cfg():
+    return dict(
+        type='ImageClassifier',
+        data_preprocessor=dict(num_classes=4, mean=[0.] * 3, std=[1.] * 3),
+        backbone=dict(
+            type='SLaK',
+            arch=dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]),
+            width_factor=1.0,
+            kernel_sizes=(7, 7, 5, 5),
+            small_kernel=3),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=4,
+            in_channels=8,
+            loss=dict(
+                type='LabelSmoothLoss', label_smooth_val=0.1,
+                mode='original')),
+        train_cfg=dict(augments=[
+            dict(type='Mixup', alpha=0.8),
+            dict(type='CutMix', alpha=1.0)
+        ]))
+
+
+def test_snip_loss_is_plain_cross_entropy_on_the_raw_batch():
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    model = tiny_classifier().eval()  # no dropout / BN updates in the check
+    images = torch.rand(6, 3, 32, 32) * 255
+    labels = [0, 1, 2, 3, 0, 1]
+    batch = dict(
+        inputs=list(images),
+        data_samples=[DataSample().set_gt_label(y) for y in labels])
+    # oracle: float64 copy of the network on the un-augmented images, then
+    # cross-entropy written out: mean of logsumexp(z) - z_y
+    net = model.double()
+    with torch.no_grad():
+        z = net.head(net.backbone(images.double()))
+    want = (torch.logsumexp(z, 1) - z[range(6), labels]).mean()
+    model.float()
+    got = snip_loss(model, batch)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    # the training loss (label smoothing, Mixup / CutMix) is another value
+    torch.manual_seed(0)
+    assert abs(float(model_loss(model, batch)) - float(want)) > 1e-3
+    assert got.requires_grad
+
+
+def test_snip_loss_of_a_plain_model_is_its_loss(tiny_slak_classifier,
+                                                random_images):
+    torch.manual_seed(0)
+    model = tiny_slak_classifier().eval()
+    items = [random_images()[i] for i in range(4)]
+    batch = dict(
+        inputs=torch.stack([x['inputs'] for x in items]),
+        labels=torch.tensor([x['labels'] for x in items]))
+    want = F.cross_entropy(model(batch['inputs']), batch['labels'])
+    assert float(snip_loss(model, batch)) == pytest.approx(float(want))

@@ -1,43 +1,89 @@
-"""mmslak.sparse.schedule and mmslak.sparse.checkpoint at their edges:
-smallest valid batches, rounding, the exact error messages, and which
-checkpoint entries count as masks. Expected values by hand."""
+"""mmslak.sparse.checkpoint: bit-packed masks (numpy's packbits as the
+oracle), both stored forms readable, the size bound of issue 16 (masks +
+explored record <= 1/12 of the fp32 weights' bytes), and which checkpoint
+entries are masks."""
+import io
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 
 from mmslak.checkpoint import get_state_dict
+from mmslak.sparse import masks_from_checkpoint
 from mmslak.sparse.checkpoint import (decode_sparsity_state,
-                                      encode_sparsity_state,
-                                      masks_from_checkpoint, pack_mask,
+                                      encode_sparsity_state, pack_mask,
                                       unpack_mask)
-from mmslak.sparse.schedule import rescaled_interval
+from mmslak.sparse.summary import sparsity_table
 
 
-def test_rescaled_interval_smallest_batches_and_rounding():
-    assert rescaled_interval(3, 2, 1) == 6  # a total batch of 1
-    assert rescaled_interval(4, 1, 2) == 2  # a base batch of 1
-    assert rescaled_interval(5, 3, 4) == 4  # 3.75 rounds up
-    assert rescaled_interval(2, 5, 4) == 2  # 2.5 rounds to even
-    assert rescaled_interval(1, 3, 2) == 2  # 1.5 rounds to even
-    assert rescaled_interval(1, 1, 3) == 1  # 0.33 -> at least one step
-    assert rescaled_interval(1, None, 1) == 1
+@pytest.mark.parametrize('shape', [(1, ), (7, ), (8, ), (9, ), (3, 5),
+                                   (4, 1, 31, 5), (0, 3)])
+def test_pack_matches_numpy_packbits_and_unpacks(shape):
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) > .4
+    bits = pack_mask(mask)
+    expected = np.packbits(mask.numpy().reshape(-1))
+    assert bits.dtype == torch.uint8
+    assert bits.numpy().tobytes() == expected.tobytes()
+    back = unpack_mask(bits, shape)
+    assert back.dtype == torch.bool and back.shape == mask.shape
+    assert torch.equal(back, mask) and torch.equal(mask, back)
 
 
-@pytest.mark.parametrize('args, message', [
-    ((0, 8, 8), 'update_interval must be a positive int, got 0'),
-    ((1.0, 8, 8), 'update_interval must be a positive int, got 1.0'),
-    ((2, 8, 0), 'the total batch size must be a positive int, got 0'),
-    ((2, 8, 8.0), 'the total batch size must be a positive int, got 8.0'),
-    ((2, 0, 8), 'auto_scale_lr.base_batch_size must be a positive int, got '
-     '0'),
-    ((2, 8.0, 8), 'auto_scale_lr.base_batch_size must be a positive int, '
-     'got 8.0'),
-])
-def test_rescaled_interval_errors(args, message):
-    with pytest.raises(ValueError) as info:
-        rescaled_interval(*args)
-    assert str(info.value) == message
+def test_unpack_rejects_wrong_size():
+    with pytest.raises(ValueError, match='cannot hold shape'):
+        unpack_mask(torch.zeros(2, dtype=torch.uint8), (3, 8))
+
+
+def _state(masks):
+    return dict(
+        version=1,
+        masks=masks,
+        explored=OrderedDict(
+            (n, m | (torch.rand(m.shape) > .5)) for n, m in masks.items()),
+        dense=['head.bias'],
+        num_updates=3)
+
+
+def test_both_forms_read_alike(tmp_path):
+    masks = OrderedDict(a=torch.rand(6, 4) > .5, b=torch.rand(2, 3, 5, 7) > .5)
+    old = _state(masks)
+    new = encode_sparsity_state(old)
+    assert new['version'] == 2 and new['mask_format'] == 'packbits'
+    assert all(v.dtype == torch.uint8 for v in new['masks'].values())
+    for state in (old, new):
+        decoded = decode_sparsity_state(state)
+        for key in ('masks', 'explored'):
+            for name in masks:
+                assert torch.equal(decoded[key][name], old[key][name])
+        assert decoded['dense'] == ['head.bias']
+        ckpt = dict(state_dict=dict(a=torch.ones(6, 4)), sparsity=state)
+        path = str(tmp_path / 'c.pth')
+        torch.save(ckpt, path)  # and weights-only loadable
+        assert torch.equal(masks_from_checkpoint(path)['b'], masks['b'])
+        table = sparsity_table(path)
+        assert table['rows'][0][2] == int(masks['a'].sum())
+        explored = sum(int(e.sum()) for e in old['explored'].values())
+        assert table['explored'] == explored / (24 + 210)
+
+
+def _saved_bytes(obj) -> int:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.tell()
+
+
+def test_masks_and_explored_cost_at_most_a_twelfth_of_fp32_weights():
+    # SLaK-T-like shapes: 1x1 convs (2-D), 51x5 kernels (4-D)
+    shapes = dict(pw=(499, 125), lk=(125, 1, 51, 5), dw=(250, 1, 5, 5))
+    weights = OrderedDict((n, torch.randn(s)) for n, s in shapes.items())
+    masks = OrderedDict((n, torch.rand(s) > .4) for n, s in shapes.items())
+    fp32 = _saved_bytes(weights)
+    old = _saved_bytes(_state(masks))
+    new = _saved_bytes(encode_sparsity_state(_state(masks)))
+    numel = sum(w.numel() for w in weights.values())
+    assert old > 2 * numel  # bool: a byte per element, twice
+    assert new <= fp32 / 12, (new, fp32)
 
 
 def test_pack_is_most_significant_bit_first_and_padded():

@@ -20,6 +20,7 @@ Every conversion returns the new checkpoint and a report of the mapping;
 and :func:`save_converted` writes atomically, so no partial file is left.
 """
 import io
+import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -94,14 +95,42 @@ def _reference_training_globals() -> list:
 REFERENCE_TRAINING_GLOBALS = _reference_training_globals()
 
 
+def _last_stage(names) -> int:
+    """Index of the last stage (``stages.<i>.``) among backbone key names;
+    the reference classifier's final ``norm.`` is that stage's ``norm{i}``
+    in mmslak (mmpretrain's ConvNeXt naming)."""
+    stages = [
+        int(n.split('.')[1]) for n in names
+        if n.startswith('stages.') and n.split('.')[1].isdigit()
+    ]
+    if not stages:
+        raise CheckpointError('no backbone stage (stages.<i>.*) among the '
+                              'checkpoint keys: not a SLaK checkpoint')
+    return max(stages)
+
+
+def _classifier_final_norm(names: List[str]) -> Optional[str]:
+    """``'backbone.norm{last}.'`` when it is the backbone's only output norm
+    (a classifier: the reference's ``norm.``), else None (a dense backbone
+    keeps its ``norm{i}`` names)."""
+    backbone = [
+        n[len('backbone.'):] for n in names if n.startswith('backbone.')
+    ]
+    norms = {n.split('.')[0] for n in backbone if re.match(r'norm\d+\.', n)}
+    final = f'norm{_last_stage(backbone)}'
+    return f'backbone.{final}.' if norms == {final} else None
+
+
 def slak_to_mmpretrain(checkpoint: dict,
                        ema: bool = False,
                        backbone_only: bool = False
                        ) -> Tuple[dict, ConversionReport]:
     """Reference ImageNet checkpoint -> mmpretrain ImageClassifier.
 
-    ``backbone.<key>`` for every backbone key (the final norm stays
-    ``backbone.norm.*``), ``head.fc.{weight,bias}`` for ``head.*``; with
+    ``backbone.<key>`` for every backbone key, except the final norm
+    ``norm.*``, which becomes ``backbone.norm3.*`` (the last stage's output
+    norm, mmpretrain's ConvNeXt naming); ``head.fc.{weight,bias}`` for
+    ``head.*``; with
     ``backbone_only`` the head is dropped and the result is meant for
     ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
     """
@@ -119,12 +148,15 @@ def slak_to_mmpretrain(checkpoint: dict,
         if name not in (key, ):
             report.dropped.append(name)
     state_dict = OrderedDict()
+    final_norm = f'norm{_last_stage(name for _, name, _ in source)}.'
     for orig, name, value in source:
         if name.startswith('head.'):
             if backbone_only:
                 report.dropped.append(orig)
                 continue
             new = 'head.fc.' + name[len('head.'):]
+        elif name.startswith('norm.'):
+            new = 'backbone.' + final_norm + name[len('norm.'):]
         else:
             new = 'backbone.' + name
         state_dict[new] = value
@@ -143,15 +175,20 @@ def mmpretrain_to_slak(checkpoint: dict,
     Keys outside ``backbone.*`` and ``head.fc.*`` are refused unless
     ``backbone_only`` (then they, and the head, are dropped). Sparse masks
     (``checkpoint['sparsity']``) are dropped: the reference code rebuilds
-    them from ``weight != 0``, and masked weights are zero.
+    them from ``weight != 0``, and masked weights are zero. The last
+    stage's output norm ``backbone.norm3.*`` becomes the reference's final
+    ``norm.*``.
     """
     report = ConversionReport()
     source = _named_tensors(checkpoint, keys=('state_dict', 'model'))
     if isinstance(checkpoint, dict):
         report.dropped += [k for k in checkpoint if k != 'state_dict']
     state_dict, leftover = OrderedDict(), []
+    final_norm = _classifier_final_norm([name for _, name, _ in source])
     for orig, name, value in source:
-        if name.startswith('backbone.'):
+        if final_norm and name.startswith(final_norm):
+            new = 'norm.' + name[len(final_norm):]
+        elif name.startswith('backbone.'):
             new = name[len('backbone.'):]
         elif name.startswith('head.fc.') and not backbone_only:
             new = 'head.' + name[len('head.fc.'):]

@@ -298,7 +298,8 @@ def load_pretrained_backbone(
             backbone, absent from an ImageNet checkpoint); if the
             checkpoint has any key under such a prefix, all must match.
         allow_unexpected: checkpoint key prefixes that are ignored (e.g.
-            an ImageNet classifier's ``head.``).
+            an ImageNet classifier's ``head.``): never loaded, even where
+            the model has such keys.
 
     Returns:
         dict: what was loaded.
@@ -315,20 +316,21 @@ def load_pretrained_backbone(
             raise CheckpointMismatchError(
                 f'checkpoint {checkpoint!r} has no key starting with the '
                 f'prefix {prefix!r}')
+    ignored = tuple(allow_unexpected)
+    kept = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not k.startswith(ignored))
     absent = tuple(
         p for p in new_layer_prefixes
-        if not any(k.startswith(p) for k in state_dict))
+        if not any(k.startswith(p) for k in kept))
     model_state = module.state_dict()
     check_state_dict(
-        state_dict,
+        kept,
         model_state,
         source=f'pretrained checkpoint {checkpoint!r}' +
         (f' (prefix {prefix!r})' if prefix else ''),
         target=type(module).__name__,
-        allow_missing=absent,
-        allow_unexpected=allow_unexpected)
-    loaded = OrderedDict(
-        (k, v) for k, v in state_dict.items() if k in model_state)
+        allow_missing=absent)
+    loaded = OrderedDict((k, v) for k, v in kept.items() if k in model_state)
     module.load_state_dict(loaded, strict=False)
     skipped = sorted(set(state_dict) - set(loaded))
     from mmengine.logging import print_log

@@ -43,7 +43,7 @@ class ReferenceSLaKClassifier(nn.Module):
         backbone = SLaK(arch=arch, width_factor=width_factor)
         self.downsample_layers = backbone.downsample_layers
         self.stages = backbone.stages
-        self.norm = backbone.norm
+        self.norm = getattr(backbone, f'norm{backbone.num_stages - 1}')
         self.head = nn.Linear(backbone.channels[-1], num_classes)
 
     def forward(self, x):
@@ -97,7 +97,9 @@ def test_reference_imagenet_to_mmpretrain_and_back(tmp_path, capsys):
     assert slak2mmpretrain_main([src, dst, '--config', config]) == 0
     out = capsys.readouterr().out
     assert 'module.head.* -> head.fc.*  (2 keys)' in out
-    assert 'module.* -> backbone.*  (60 keys)' in out
+    assert 'module.* -> backbone.*  (58 keys)' in out
+    # the final norm: the last stage's output norm (mmpretrain's naming)
+    assert 'module.norm.* -> backbone.norm1.*  (2 keys)' in out
     model = _build(config)
     load_checkpoint(model, dst, strict=True)
     # The reference model runs NCHW; SLaK.forward runs channels_last, so

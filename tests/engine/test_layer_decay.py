@@ -122,7 +122,7 @@ def test_classifier():
         neck=None,
         head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
     model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
-    check_groups(model, wrapper, 'layer_wise', ['head.', 'backbone.norm.'])
+    check_groups(model, wrapper, 'layer_wise', ['head.', 'backbone.norm3.'])
 
 
 def test_detector():

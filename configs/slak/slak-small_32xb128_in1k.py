@@ -7,19 +7,9 @@ _base_ = ['./slak-tiny_32xb128_in1k.py']
 
 model = dict(backbone=dict(arch='small', drop_path_rate=0.4))
 
+# the base's hooks, its sparse schedule changed to the command's
 custom_hooks = [
-    dict(
-        type='SparseTrainingHook',
-        density=0.6,
-        init='snip',
-        scope='all',
-        update_interval=100,
-        prune_rate=0.3,
-        final_prune_rate=0.005,
-        growth='random'),
-    {{_base_.ema_hook}},
-    # every random state in the checkpoints: --resume repeats the run
-    dict(type='RandomStateHook'),
-    # a NaN/inf loss stops the run before it reaches the weights
-    dict(type='FiniteLossHook'),
+    dict(hook, update_interval=100, prune_rate=0.3)
+    if hook['type'] == 'SparseTrainingHook' else hook
+    for hook in _base_.custom_hooks
 ]

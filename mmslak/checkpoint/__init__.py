@@ -11,7 +11,8 @@ from .atomic import AtomicLocalBackend, atomic_write_bytes
 from .converters import (ConversionReport, build_slak_classifier,
                          mmdet2x_to_mmdet3x, mmpretrain_to_slak,
                          mmseg0x_to_mmseg1x, save_converted,
-                         slak_to_mmpretrain, verify_against_model)
+                         slak_to_mmpretrain, trained_or_ema_weights,
+                         verify_against_model)
 from .loading import (CheckpointError, CheckpointMismatchError,
                       CorruptCheckpointError, UnsafeCheckpointError,
                       check_state_dict, compare_state_dicts, get_state_dict,
@@ -28,10 +29,11 @@ __all__ = [
     'AtomicLocalBackend', 'atomic_write_bytes', 'ConversionReport',
     'build_slak_classifier', 'mmdet2x_to_mmdet3x', 'mmpretrain_to_slak',
     'mmseg0x_to_mmseg1x', 'save_converted', 'slak_to_mmpretrain',
-    'verify_against_model', 'CheckpointError', 'CheckpointMismatchError',
-    'CorruptCheckpointError', 'UnsafeCheckpointError', 'check_state_dict',
-    'compare_state_dicts', 'get_state_dict', 'load_checkpoint_file',
-    'load_pretrained_backbone', 'read_checkpoint', 'load_state_dict_checked',
-    'MMENGINE_SAFE_GLOBALS', 'register_safe_globals', 'REMOTE_PREFIXES',
-    'register_remote_loaders', 'PretrainedStrictInit'
+    'trained_or_ema_weights', 'verify_against_model', 'CheckpointError',
+    'CheckpointMismatchError', 'CorruptCheckpointError',
+    'UnsafeCheckpointError', 'check_state_dict', 'compare_state_dicts',
+    'get_state_dict', 'load_checkpoint_file', 'load_pretrained_backbone',
+    'read_checkpoint', 'load_state_dict_checked', 'MMENGINE_SAFE_GLOBALS',
+    'register_safe_globals', 'REMOTE_PREFIXES', 'register_remote_loaders',
+    'PretrainedStrictInit'
 ]

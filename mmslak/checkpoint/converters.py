@@ -33,8 +33,9 @@ from .loading import (CheckpointError, CheckpointMismatchError,
 
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
-    'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'verify_against_model',
-    'build_slak_classifier', 'save_converted', 'REFERENCE_TRAINING_GLOBALS'
+    'trained_or_ema_weights', 'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x',
+    'verify_against_model', 'build_slak_classifier', 'save_converted',
+    'REFERENCE_TRAINING_GLOBALS'
 ]
 
 
@@ -95,6 +96,70 @@ def _reference_training_globals() -> list:
 REFERENCE_TRAINING_GLOBALS = _reference_training_globals()
 
 
+def trained_or_ema_weights(checkpoint: dict,
+                           ema: bool = False
+                           ) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The trained (default) or EMA weights of an mmengine checkpoint, and
+    a phrase saying which were taken.
+
+    mmengine's ``EMAHook`` swaps the averaged weights into ``state_dict``
+    when it saves (so the file loads as its EMA model) and keeps the trained
+    ones under ``ema_state_dict['module.<key>']``. The reference's
+    downstream configs load the trained (non-EMA) ``model`` weights.
+    """
+    state = get_state_dict(
+        checkpoint, keys=('state_dict', ), strip_prefixes=())
+    averaged = checkpoint.get('ema_state_dict')
+    if not isinstance(averaged, dict) or not any(
+            k.startswith('module.') for k in averaged):
+        if ema:
+            raise CheckpointError(
+                '--ema asked for the EMA weights but the checkpoint has no '
+                "'ema_state_dict' (trained without EMAHook); its keys: "
+                f'{sorted(checkpoint)}')
+        return state, 'its only weights (no EMAHook state in the checkpoint)'
+    if ema:
+        return state, ("the EMA weights ('state_dict', where mmengine's "
+                       'EMAHook saves them)')
+    missing = [k for k in state if 'module.' + k not in averaged]
+    if missing:
+        raise CheckpointError(
+            "the checkpoint's ema_state_dict lacks the trained weights of "
+            f'{len(missing)} keys: {missing[:10]}')
+    return OrderedDict((k, averaged['module.' + k]) for k in state), (
+        "the trained, non-EMA weights (ema_state_dict['module.*'], where "
+        "mmengine's EMAHook keeps them; --ema takes the EMA weights)")
+
+
+def _is_mmslak_checkpoint(checkpoint) -> bool:
+    """An mmengine / mmslak checkpoint (``state_dict`` with ``backbone.*``
+    keys), not the reference's ``{'model': ...}``."""
+    state = checkpoint.get('state_dict') if isinstance(checkpoint,
+                                                       dict) else None
+    return isinstance(state, dict) and any(
+        k.startswith('backbone.') for k in state)
+
+
+def _extract_mmslak(checkpoint: dict, ema: bool,
+                    backbone_only: bool) -> Tuple[dict, ConversionReport]:
+    """Our own ImageNet checkpoint -> the same layout, trained (default) or
+    EMA weights, optionally the backbone only."""
+    report = ConversionReport()
+    weights, which = trained_or_ema_weights(checkpoint, ema)
+    report.notes.append(f'took {which}')
+    report.dropped += [k for k in checkpoint if k != 'state_dict']
+    state_dict = OrderedDict()
+    for name, value in weights.items():
+        if backbone_only and not name.startswith('backbone.'):
+            report.dropped.append(name)
+            continue
+        state_dict[name] = value
+        report.renames.append((name, name))
+    meta = dict(converted_from='mmslak ImageNet checkpoint (' +
+                ('EMA' if ema else 'trained') + ' weights)')
+    return dict(meta=meta, state_dict=state_dict), report
+
+
 def _last_stage(names) -> int:
     """Index of the last stage (``stages.<i>.``) among backbone key names;
     the reference classifier's final ``norm.`` is that stage's ``norm{i}``
@@ -130,14 +195,21 @@ def slak_to_mmpretrain(checkpoint: dict,
     ``backbone.<key>`` for every backbone key, except the final norm
     ``norm.*``, which becomes ``backbone.norm3.*`` (the last stage's output
     norm, mmpretrain's ConvNeXt naming); ``head.fc.{weight,bias}`` for
-    ``head.*``; with
-    ``backbone_only`` the head is dropped and the result is meant for
-    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    ``head.*``; with ``backbone_only`` the head is dropped and the result is
+    meant for ``init_cfg=dict(type='Pretrained', checkpoint=...,
+    prefix='backbone.')``.
+
+    Given one of our own ImageNet checkpoints (``state_dict`` with
+    ``backbone.*`` keys) it extracts instead: the trained, non-EMA weights
+    by default, the EMA weights with ``ema`` (see
+    :func:`trained_or_ema_weights`); the report says which it took.
     """
-    report = ConversionReport()
     if not isinstance(checkpoint, dict):
         raise CheckpointError('expected a checkpoint dict, got '
                               f'{type(checkpoint).__name__}')
+    if _is_mmslak_checkpoint(checkpoint):
+        return _extract_mmslak(checkpoint, ema, backbone_only)
+    report = ConversionReport()
     key = 'model_ema' if ema else 'model'
     if ema and 'model_ema' not in checkpoint:
         raise CheckpointError(
@@ -177,8 +249,22 @@ def mmpretrain_to_slak(checkpoint: dict,
     (``checkpoint['sparsity']``) are dropped: the reference code rebuilds
     them from ``weight != 0``, and masked weights are zero. The last
     stage's output norm ``backbone.norm3.*`` becomes the reference's final
-    ``norm.*``.
+    ``norm.*``. A checkpoint written with mmengine's ``EMAHook`` gives the
+    trained weights as ``model`` and the EMA weights as ``model_ema``, the
+    reference's layout (see :func:`trained_or_ema_weights`).
     """
+    if _is_mmslak_checkpoint(checkpoint) and isinstance(
+            checkpoint.get('ema_state_dict'), dict):
+        trained, which = trained_or_ema_weights(checkpoint)
+        averaged, _ = trained_or_ema_weights(checkpoint, ema=True)
+        converted, report = mmpretrain_to_slak(
+            dict(state_dict=trained), backbone_only)
+        converted['model_ema'] = mmpretrain_to_slak(
+            dict(state_dict=averaged), backbone_only)[0]['model']
+        report.dropped = [k for k in checkpoint if k != 'state_dict']
+        report.notes.append(f"'model': {which}; 'model_ema': the EMA "
+                            "weights ('state_dict')")
+        return converted, report
     report = ConversionReport()
     source = _named_tensors(checkpoint, keys=('state_dict', 'model'))
     if isinstance(checkpoint, dict):

@@ -16,7 +16,7 @@ WD = 0.05
 # depths (2, 1, 7, 1): stage 3 blocks 0..6 -> layer ids 3,3,3,4,4,4,5
 BACKBONE = dict(
     type='mmpretrain.SLaK',
-    arch=dict(depths=[2, 1, 7, 1], dims=[8, 8, 16, 16]),
+    arch=dict(depths=[2, 1, 7, 1], channels=[8, 8, 16, 16]),
     width_factor=1.0,
     kernel_sizes=(7, 7, 7, 7),
     small_kernel=3,
@@ -243,6 +243,31 @@ def test_bad_config_message(paramwise_cfg, error, message):
                 constructor='LayerDecayOptimWrapperConstructor',
                 paramwise_cfg=paramwise_cfg))
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize('num_layers', [0, 2, -1, 6.5, True])
+def test_stage_wise_num_layers_below_the_stages_is_refused(num_layers):
+    """Below 3 (4 stages: ids 1..4 against the head's num_layers + 1) a
+    stage would train above the base lr; the error names the key and the
+    minimum."""
+    model = _classifier()
+    with pytest.raises(ValueError) as info:
+        _wrapper(model, decay_type='stage_wise', num_layers=num_layers)
+    assert 'paramwise_cfg.num_layers' in str(info.value)
+    assert 'minimum for this model is 3' in str(info.value)
+
+
+def test_stage_wise_smallest_num_layers_keeps_every_lr_at_most_base():
+    model = _classifier()
+    groups = _groups_by_name(
+        model, _wrapper(model, decay_type='stage_wise', num_layers=3))
+    # hand formula: stage i at 0.9 ** (3 + 1 - (i + 1)), the last at 1
+    for name, group in groups.items():
+        m = re.match(r'backbone\.stages\.(\d+)\.', name)
+        if m:
+            want = BASE_LR * 0.9**(3 - int(m.group(1)))
+            assert group['lr'] == pytest.approx(want, rel=1e-12), name
+    assert max(g['lr'] for g in groups.values()) == pytest.approx(BASE_LR)
 
 
 def _classifier():

@@ -253,8 +253,26 @@ def test_stage_wise_num_layers_below_the_stages_is_refused(num_layers):
     model = _classifier()
     with pytest.raises(ValueError) as info:
         _wrapper(model, decay_type='stage_wise', num_layers=num_layers)
-    assert 'paramwise_cfg.num_layers' in str(info.value)
-    assert 'minimum for this model is 3' in str(info.value)
+    message = str(info.value)
+    assert 'paramwise_cfg.num_layers' in message
+    assert 'minimum for this model is 3' in message
+    assert f'got {num_layers!r}' in message
+    assert re.search(r'\bSLaK\b(?!-)', message)  # the backbone, by class
+    assert 'above the base lr' in message  # why
+
+
+def test_stage_wise_without_stages_takes_any_num_layers_from_zero():
+    """No stages (a plain backbone): nothing can exceed the head, so 0 is
+    the minimum; a model with no parameter at all reaches the optimizer's
+    own refusal, not an error of ours."""
+    model = _Plain()
+    groups = _groups_by_name(
+        model, _wrapper(model, decay_type='stage_wise', num_layers=0))
+    assert {g['lr'] for g in groups.values()} == {BASE_LR}
+    empty = torch.nn.Module()
+    empty.backbone = torch.nn.Identity()
+    with pytest.raises(ValueError, match='empty parameter list'):
+        _wrapper(empty, decay_type='stage_wise', num_layers=0)
 
 
 def test_stage_wise_smallest_num_layers_keeps_every_lr_at_most_base():

@@ -40,9 +40,9 @@ USER_CONFIGS = {
     "_base_ = ['mmslak::demo/upernet_slak-demo_toy-ade.py']\n"
     'model = dict(decode_head=dict(num_classes=7))\n',
     'cls.py':
-    "_base_ = ['mmslak::slak/slak-tiny_32xb128_in1k.py']\n"
+    "_base_ = ['mmslak::slak/slak-tiny_4xb128-accum8_in1k.py']\n"
     "model = dict(backbone=dict(arch=dict(_delete_=True, depths=[1, 1],\n"
-    "    dims=[8, 16]), kernel_sizes=[7, 5], init_cfg=None))\n",
+    "    channels=[8, 16]), kernel_sizes=[7, 5], init_cfg=None))\n",
     'default.py':
     "_base_ = ['mmslak::upernet/"
     "upernet_slak-tiny_8xb2-160k_ade20k-512x512.py']\n",

@@ -6,7 +6,7 @@
 # --layer_decay 0.7 --cutmix 0 --mixup 0, no --model_ema; "the recipe"
 # below). Masks: those of the 224px model (its checkpoint's `sparsity`
 # entry, else its zeros), kept fixed.
-_base_ = ['./slak-base_32xb128_in1k.py']
+_base_ = ['./slak-base_16xb32-accum8_in1k.py']
 
 model = dict(
     backbone=dict(drop_path_rate=0.8),  # the recipe's --drop_path 0.8
@@ -64,6 +64,9 @@ test_dataloader = val_dataloader
 # 1-D parameters and biases); --layer_decay 0.7 over ConvNeXt's 12 layers
 optim_wrapper = dict(
     optimizer=dict(lr=1e-4, weight_decay=1e-8),
+    # one forward per optimizer step (the base file accumulates 8): this
+    # file keeps its own layout, 32 GPUs x 32
+    accumulative_counts=1,
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         _delete_=True, decay_rate=0.7, decay_type='layer_wise', num_layers=12))

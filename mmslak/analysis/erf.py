@@ -269,18 +269,15 @@ def plot_erfs(erfs: Dict[str, np.ndarray],
 
 
 def strip_output_norms(backbone: nn.Module) -> int:
-    """Replace the per-stage output norms (``norm{i}`` / SLaK's ``norm``)
-    by identities, so the backbone returns the raw stage outputs.
+    """Replace the per-stage output norms (``norm{i}``, as mmpretrain's
+    ConvNeXt and SLaK name them) by identities, so the backbone returns
+    the raw stage outputs.
 
     The ERF needs this: with a LayerNorm of unit weight at the output, the
     channel sum of the centre pixel is a constant (zero gradient).
     Returns the number of norms replaced.
     """
-    names = set()
-    for i in getattr(backbone, 'out_indices', ()):
-        names.add(f'norm{i}')
-        if hasattr(backbone, 'norm_name'):
-            names.add(backbone.norm_name(i))
+    names = {f'norm{i}' for i in getattr(backbone, 'out_indices', ())}
     replaced = 0
     for name in sorted(names):
         if isinstance(getattr(backbone, name, None), nn.Module):

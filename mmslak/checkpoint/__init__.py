@@ -10,7 +10,8 @@ checkpoint loader are left as they are.
 from .atomic import AtomicLocalBackend, atomic_write_bytes
 from .converters import (ConversionReport, mmdet2x_to_mmdet3x,
                          mmpretrain_to_slak, mmseg0x_to_mmseg1x,
-                         save_converted, slak_to_mmpretrain)
+                         save_converted, slak_to_mmpretrain,
+                         trained_or_ema_weights)
 from .loading import (CheckpointError, CheckpointMismatchError,
                       CorruptCheckpointError, UnsafeCheckpointError,
                       check_state_dict, compare_state_dicts, get_state_dict,
@@ -30,5 +31,6 @@ __all__ = [
     'UnsafeCheckpointError', 'check_state_dict', 'compare_state_dicts',
     'get_state_dict', 'load_checkpoint_file', 'load_weights',
     'read_checkpoint', 'MMENGINE_SAFE_GLOBALS', 'register_safe_globals',
-    'REMOTE_PREFIXES', 'register_remote_loaders', 'PretrainedStrictInit'
+    'REMOTE_PREFIXES', 'register_remote_loaders', 'PretrainedStrictInit',
+    'trained_or_ema_weights'
 ]

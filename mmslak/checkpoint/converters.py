@@ -21,6 +21,7 @@ keys, and :func:`save_converted` writes atomically, so no partial file is left.
 """
 import argparse
 import io
+import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,6 +33,7 @@ from .loading import CheckpointError, CheckpointMismatchError, get_state_dict
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
     'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'save_converted',
+    'trained_or_ema_weights',
     'REFERENCE_TRAINING_GLOBALS'
 ]
 
@@ -88,21 +90,120 @@ def _pattern(src: str, dst: str) -> Tuple[str, str]:
 REFERENCE_TRAINING_GLOBALS = [argparse.Namespace]
 
 
+def trained_or_ema_weights(checkpoint: dict,
+                           ema: bool = False
+                           ) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The trained (default) or EMA weights of an mmengine checkpoint, and
+    a phrase saying which were taken.
+
+    mmengine's ``EMAHook`` swaps the averaged weights into ``state_dict``
+    when it saves (so the file loads as its EMA model) and keeps the trained
+    ones under ``ema_state_dict['module.<key>']``. The reference's
+    downstream configs load the trained (non-EMA) ``model`` weights.
+    """
+    state = get_state_dict(
+        checkpoint, keys=('state_dict', ), strip_prefixes=())
+    averaged = checkpoint.get('ema_state_dict')
+    if not isinstance(averaged, dict) or not any(
+            k.startswith('module.') for k in averaged):
+        if ema:
+            raise CheckpointError(
+                '--ema asked for the EMA weights but the checkpoint has no '
+                "'ema_state_dict' (trained without EMAHook); its keys: "
+                f'{sorted(checkpoint)}')
+        return state, 'its only weights (no EMAHook state in the checkpoint)'
+    if ema:
+        return state, ("the EMA weights ('state_dict', where mmengine's "
+                       'EMAHook saves them)')
+    missing = [k for k in state if 'module.' + k not in averaged]
+    if missing:
+        raise CheckpointError(
+            "the checkpoint's ema_state_dict lacks the trained weights of "
+            f'{len(missing)} keys: {missing[:10]}')
+    return OrderedDict((k, averaged['module.' + k]) for k in state), (
+        "the trained, non-EMA weights (ema_state_dict['module.*'], where "
+        "mmengine's EMAHook keeps them; --ema takes the EMA weights)")
+
+
+def _is_mmslak_checkpoint(checkpoint) -> bool:
+    """An mmengine / mmslak checkpoint (``state_dict`` with ``backbone.*``
+    keys), not the reference's ``{'model': ...}``."""
+    state = checkpoint.get('state_dict') if isinstance(checkpoint,
+                                                       dict) else None
+    return isinstance(state, dict) and any(
+        k.startswith('backbone.') for k in state)
+
+
+def _extract_mmslak(checkpoint: dict, ema: bool,
+                    backbone_only: bool) -> Tuple[dict, ConversionReport]:
+    """Our own ImageNet checkpoint -> the same layout, trained (default) or
+    EMA weights, optionally the backbone only."""
+    report = ConversionReport()
+    weights, which = trained_or_ema_weights(checkpoint, ema)
+    report.notes.append(f'took {which}')
+    report.dropped += [k for k in checkpoint if k != 'state_dict']
+    state_dict = OrderedDict()
+    for name, value in weights.items():
+        if backbone_only and not name.startswith('backbone.'):
+            report.dropped.append(name)
+            continue
+        state_dict[name] = value
+        report.renames.append((name, name))
+    meta = dict(converted_from='mmslak ImageNet checkpoint (' +
+                ('EMA' if ema else 'trained') + ' weights)')
+    return dict(meta=meta, state_dict=state_dict), report
+
+
+def _last_stage(names) -> int:
+    """Index of the last stage (``stages.<i>.``) among backbone key names;
+    the reference classifier's final ``norm.`` is that stage's ``norm{i}``
+    in mmslak (mmpretrain's ConvNeXt naming)."""
+    stages = [
+        int(n.split('.')[1]) for n in names
+        if n.startswith('stages.') and n.split('.')[1].isdigit()
+    ]
+    if not stages:
+        raise CheckpointError('no backbone stage (stages.<i>.*) among the '
+                              'checkpoint keys: not a SLaK checkpoint')
+    return max(stages)
+
+
+def _classifier_final_norm(names: List[str]) -> Optional[str]:
+    """``'backbone.norm{last}.'`` when it is the backbone's only output norm
+    (a classifier: the reference's ``norm.``), else None (a dense backbone
+    keeps its ``norm{i}`` names)."""
+    backbone = [
+        n[len('backbone.'):] for n in names if n.startswith('backbone.')
+    ]
+    norms = {n.split('.')[0] for n in backbone if re.match(r'norm\d+\.', n)}
+    final = f'norm{_last_stage(backbone)}'
+    return f'backbone.{final}.' if norms == {final} else None
+
+
 def slak_to_mmpretrain(checkpoint: dict,
                        ema: bool = False,
                        backbone_only: bool = False
                        ) -> Tuple[dict, ConversionReport]:
     """Reference ImageNet checkpoint -> mmpretrain ImageClassifier.
 
-    ``backbone.<key>`` for every backbone key (the final norm stays
-    ``backbone.norm.*``), ``head.fc.{weight,bias}`` for ``head.*``; with
-    ``backbone_only`` the head is dropped and the result is meant for
-    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    ``backbone.<key>`` for every backbone key, except the final norm
+    ``norm.*``, which becomes ``backbone.norm3.*`` (the last stage's output
+    norm, mmpretrain's ConvNeXt naming); ``head.fc.{weight,bias}`` for
+    ``head.*``; with ``backbone_only`` the head is dropped and the result is
+    meant for ``init_cfg=dict(type='Pretrained', checkpoint=...,
+    prefix='backbone.')``.
+
+    Given one of our own ImageNet checkpoints (``state_dict`` with
+    ``backbone.*`` keys) it extracts instead: the trained, non-EMA weights
+    by default, the EMA weights with ``ema`` (see
+    :func:`trained_or_ema_weights`); the report says which it took.
     """
-    report = ConversionReport()
     if not isinstance(checkpoint, dict):
         raise CheckpointError('expected a checkpoint dict, got '
                               f'{type(checkpoint).__name__}')
+    if _is_mmslak_checkpoint(checkpoint):
+        return _extract_mmslak(checkpoint, ema, backbone_only)
+    report = ConversionReport()
     key = 'model_ema' if ema else 'model'
     if ema and 'model_ema' not in checkpoint:
         raise CheckpointError(
@@ -113,12 +214,15 @@ def slak_to_mmpretrain(checkpoint: dict,
         if name not in (key, ):
             report.dropped.append(name)
     state_dict = OrderedDict()
+    final_norm = f'norm{_last_stage(name for _, name, _ in source)}.'
     for orig, name, value in source:
         if name.startswith('head.'):
             if backbone_only:
                 report.dropped.append(orig)
                 continue
             new = 'head.fc.' + name[len('head.'):]
+        elif name.startswith('norm.'):
+            new = 'backbone.' + final_norm + name[len('norm.'):]
         else:
             new = 'backbone.' + name
         state_dict[new] = value
@@ -137,15 +241,34 @@ def mmpretrain_to_slak(checkpoint: dict,
     Keys outside ``backbone.*`` and ``head.fc.*`` are refused unless
     ``backbone_only`` (then they, and the head, are dropped). Sparse masks
     (``checkpoint['sparsity']``) are dropped: the reference code rebuilds
-    them from ``weight != 0``, and masked weights are zero.
+    them from ``weight != 0``, and masked weights are zero. The last
+    stage's output norm ``backbone.norm3.*`` becomes the reference's final
+    ``norm.*``. A checkpoint written with mmengine's ``EMAHook`` gives the
+    trained weights as ``model`` and the EMA weights as ``model_ema``, the
+    reference's layout (see :func:`trained_or_ema_weights`).
     """
+    if _is_mmslak_checkpoint(checkpoint) and isinstance(
+            checkpoint.get('ema_state_dict'), dict):
+        trained, which = trained_or_ema_weights(checkpoint)
+        averaged, _ = trained_or_ema_weights(checkpoint, ema=True)
+        converted, report = mmpretrain_to_slak(
+            dict(state_dict=trained), backbone_only)
+        converted['model_ema'] = mmpretrain_to_slak(
+            dict(state_dict=averaged), backbone_only)[0]['model']
+        report.dropped = [k for k in checkpoint if k != 'state_dict']
+        report.notes.append(f"'model': {which}; 'model_ema': the EMA "
+                            "weights ('state_dict')")
+        return converted, report
     report = ConversionReport()
     source = _named_tensors(checkpoint, keys=('state_dict', 'model'))
     if isinstance(checkpoint, dict):
         report.dropped += [k for k in checkpoint if k != 'state_dict']
     state_dict, leftover = OrderedDict(), []
+    final_norm = _classifier_final_norm([name for _, name, _ in source])
     for orig, name, value in source:
-        if name.startswith('backbone.'):
+        if final_norm and name.startswith(final_norm):
+            new = 'norm.' + name[len(final_norm):]
+        elif name.startswith('backbone.'):
             new = name[len('backbone.'):]
         elif name.startswith('head.fc.') and not backbone_only:
             new = 'head.' + name[len('head.fc.'):]

@@ -310,7 +310,8 @@ def load_weights(module: nn.Module,
             match. Defaults to ().
         allow_unexpected (Iterable[str]): checkpoint key prefixes that are
             ignored (e.g. an ImageNet classifier's ``head.``; ``''``
-            ignores every extra key). Defaults to ().
+            ignores every extra key): never loaded, even where the model
+            has such keys. Defaults to ().
         source (str, optional): how errors name the checkpoint. Defaults
             to ``checkpoint {path!r}``, or ``the checkpoint`` for a dict.
         map_location: as in :func:`torch.load`. Defaults to ``'cpu'``.
@@ -334,19 +335,20 @@ def load_weights(module: nn.Module,
             raise CheckpointMismatchError(
                 f'{source} has no key starting with the prefix {prefix!r}')
         source += f' (prefix {prefix!r})'
+    ignored = tuple(allow_unexpected)
+    kept = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not k.startswith(ignored))
     absent = tuple(
         p for p in new_layer_prefixes
-        if not any(k.startswith(p) for k in state_dict))
+        if not any(k.startswith(p) for k in kept))
     model_state = module.state_dict()
     check_state_dict(
-        state_dict,
+        kept,
         model_state,
         source=source,
         target=type(module).__name__,
-        allow_missing=absent,
-        allow_unexpected=allow_unexpected)
-    loaded = OrderedDict(
-        (k, v) for k, v in state_dict.items() if k in model_state)
+        allow_missing=absent)
+    loaded = OrderedDict((k, v) for k, v in kept.items() if k in model_state)
     module.load_state_dict(loaded, strict=False)
     skipped = sorted(set(state_dict) - set(loaded))
     if prefix or absent or skipped:

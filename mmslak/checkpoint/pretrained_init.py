@@ -28,15 +28,17 @@ class PretrainedStrictInit:
             (e.g. a dense-prediction backbone's per-stage output norms
             ``['norm0.', ...]``, absent from an ImageNet classifier);
             if any key under such a prefix is present, all must be.
-        ignore_keys: checkpoint key prefixes to ignore (e.g. an ImageNet
-            classifier's final ``'norm.'``).
+        ignore_keys: checkpoint key prefixes to ignore, left out of the
+            load even where the model has such keys (e.g. an ImageNet
+            classifier's final ``'norm3.'``, applied to pooled features,
+            kept out of a dense backbone's ``norm3``).
 
     Example::
 
         backbone=dict(type='mmpretrain.SLaK', ..., init_cfg=dict(
             type='PretrainedStrict', checkpoint='slak_tiny.pth',
             prefix='backbone.', new_layers=['norm0.', 'norm1.', 'norm2.',
-            'norm3.'], ignore_keys=['norm.']))
+            'norm3.'], ignore_keys=['norm3.']))
     """
 
     def __init__(

@@ -222,7 +222,11 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
         help='drop the head; for init_cfg=dict(type="Pretrained", '
         'prefix="backbone.") in mmseg/mmdet configs')
     parser.add_argument(
-        '--ema', action='store_true', help="take the 'model_ema' weights")
+        '--ema',
+        action='store_true',
+        help="take the EMA weights (a reference checkpoint's 'model_ema'; "
+        "of our own checkpoints the EMAHook average); default: the trained "
+        'weights')
     args = parser.parse_args(argv)
 
     def convert(bar) -> int:

@@ -64,7 +64,7 @@ def test_paper_counts_close_to_computed():
 
 def test_slak_tiny_entry_matches_reference_counts():
     tiny = _load('slak')['Models'][0]
-    assert tiny['Name'] == 'slak-tiny_32xb128_in1k'
+    assert tiny['Name'] == 'slak-tiny_4xb128-accum8_in1k'
     # the reference architecture's counts (dense / non-zero at 0.6), which
     # tests/analysis/test_complexity.py checks the tool reproduces
     assert tiny['Metadata']['Parameters (dense)'] == 50_703_838

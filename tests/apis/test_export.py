@@ -141,7 +141,7 @@ def test_tool_rejects_missing_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_tool_slak_tiny_224(tmp_path, capsys):
     out = str(tmp_path / 'slak_t.onnx')
-    cfg = osp.join(REPO, 'configs', 'slak', 'slak-tiny_32xb128_in1k.py')
+    cfg = osp.join(REPO, 'configs', 'slak', 'slak-tiny_4xb128-accum8_in1k.py')
     assert _tool().main([cfg, 'none', out]) == 0
     text = capsys.readouterr().out
     errors = [

@@ -182,7 +182,7 @@ def test_demo_detection_training_and_deploy_form(toy, tmp_path, capsys):
 
 def test_demo_classification_top5(tmp_path, capsys):
     from mmengine.runner import save_checkpoint
-    cfg = osp.join(REPO, 'configs', 'slak', 'slak-tiny_32xb128_in1k.py')
+    cfg = osp.join(REPO, 'configs', 'slak', 'slak-tiny_4xb128-accum8_in1k.py')
     narrow = {
         'model.backbone.arch':
         dict(_delete_=True, depths=[1, 1, 2, 1], dims=[24, 48, 96, 192]),

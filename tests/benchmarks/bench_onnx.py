@@ -25,7 +25,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--config',
-        default=osp.join(REPO, 'configs', 'slak', 'slak-tiny_32xb128_in1k.py'))
+        default=osp.join(REPO, 'configs', 'slak',
+                         'slak-tiny_4xb128-accum8_in1k.py'))
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=5)

@@ -43,7 +43,7 @@ class ReferenceSLaKClassifier(nn.Module):
         backbone = SLaK(arch=arch, width_factor=width_factor)
         self.downsample_layers = backbone.downsample_layers
         self.stages = backbone.stages
-        self.norm = backbone.norm
+        self.norm = getattr(backbone, f'norm{backbone.num_stages - 1}')
         self.head = nn.Linear(backbone.channels[-1], num_classes)
 
     def forward(self, x):
@@ -97,7 +97,9 @@ def test_reference_imagenet_to_mmpretrain_and_back(tmp_path, capsys):
     assert slak2mmpretrain_main([src, dst, '--config', config]) == 0
     out = capsys.readouterr().out
     assert 'module.head.* -> head.fc.*  (2 keys)' in out
-    assert 'module.* -> backbone.*  (60 keys)' in out
+    assert 'module.* -> backbone.*  (58 keys)' in out
+    # the final norm: the last stage's output norm (mmpretrain's naming)
+    assert 'module.norm.* -> backbone.norm1.*  (2 keys)' in out
     model = _build(config)
     load_checkpoint(model, dst, strict=True)
     # The reference model runs NCHW; SLaK.forward runs channels_last, so
@@ -407,3 +409,58 @@ def test_missing_installed_config_is_a_clear_error():
     from mmslak.cli.converters import _target_model
     with pytest.raises(FileNotFoundError, match='pass --config'):
         _target_model('mmslak::upernet/no-such-config.py')
+
+
+def _own_checkpoint_with_ema(tmp_path, config):
+    """One of our ImageNet checkpoints as mmengine's EMAHook writes it (its
+    own before_save_checkpoint swaps the EMA into `state_dict`); returns the
+    path, the trained and the EMA state dicts (copies taken before saving)."""
+    from types import SimpleNamespace
+
+    from mmengine.hooks import EMAHook
+    model = _randomise(_build(config))
+    runner = SimpleNamespace(model=model, iter=0, epoch=0)
+    hook = EMAHook(momentum=0.5)
+    hook.before_run(runner)
+    hook.after_train_iter(runner, 0)  # the first update copies the model
+    with torch.no_grad():  # a "training step": the EMA now lags behind
+        for p in model.parameters():
+            p.add_(1.0)
+    hook.after_train_iter(runner, 1)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    averaged = {
+        k: v.clone()
+        for k, v in hook.ema_model.module.state_dict().items()
+    }
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)
+    checkpoint = dict(state_dict=model.state_dict(), meta=dict(epoch=3))
+    hook.before_save_checkpoint(runner, checkpoint)
+    path = str(tmp_path / 'best_accuracy_top1.pth')
+    torch.save(checkpoint, path)
+    return path, trained, averaged
+
+
+def test_own_checkpoint_extraction_takes_trained_weights_unless_ema(
+        tmp_path, capsys):
+    config = _mmpretrain_config(tmp_path)
+    src, trained, averaged = _own_checkpoint_with_ema(tmp_path, config)
+    for flags, expected, says in (([], trained, 'non-EMA'),
+                                  (['--ema'], averaged, 'the EMA weights')):
+        dst = str(tmp_path / f'backbone{len(flags)}.pth')
+        assert slak2mmpretrain_main(
+            [src, dst, '--config', config, '--backbone-only'] + flags) == 0
+        assert says in capsys.readouterr().out
+        got = load_checkpoint_file(dst)['state_dict']
+        want = {k: v for k, v in expected.items() if k.startswith('backbone.')}
+        assert sorted(got) == sorted(want)
+        for key, value in want.items():
+            assert torch.equal(got[key], value), key
+    # to the reference layout: `model` trained, `model_ema` the average
+    back = str(tmp_path / 'ref.pth')
+    assert mmslak2slak_main([src, back, '--config', config]) == 0
+    ref = load_checkpoint_file(back)
+    assert torch.equal(ref['model']['head.weight'], trained['head.fc.weight'])
+    assert torch.equal(ref['model_ema']['head.weight'],
+                       averaged['head.fc.weight'])
+    assert torch.equal(ref['model']['norm.weight'],
+                       trained['backbone.norm1.weight'])

@@ -506,6 +506,25 @@ def test_pretrained_backbone_new_layers_and_ignored_keys(tmp_path, log):
                     "'norm.weight']", 'current')]
 
 
+def test_pretrained_backbone_ignored_keys_stay_out_of_the_model(tmp_path, log):
+    """An ignored prefix the model also has (a classifier's final norm3
+    into a dense backbone's norm3) is not loaded: the layer keeps its init
+    and, listed as new, may be absent."""
+    src, dst = _filled(), Net()
+    before = dst.norm0.weight.clone()
+    path = _save(tmp_path, 'cls.pth', src.state_dict())
+    loaded = load_weights(
+        dst,
+        path,
+        prefix='',
+        new_layer_prefixes=['norm0.'],
+        allow_unexpected=['norm0.'])
+    assert sorted(loaded) == ['fc.bias', 'fc.weight']
+    assert torch.equal(dst.norm0.weight, before)
+    assert not torch.equal(dst.norm0.weight, src.norm0.weight)
+    assert torch.equal(dst.fc.weight, src.fc.weight)
+
+
 def test_pretrained_backbone_new_layer_present_must_be_whole(tmp_path, log):
     sd = _filled().state_dict()
     del sd['norm0.bias']  # norm0 present in part: not a new layer

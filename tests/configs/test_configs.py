@@ -34,15 +34,17 @@ def find_pipelines(dataset_cfg):
 def test_every_paper_row_has_a_config():
     names = {osp.basename(p) for p in CONFIGS}
     for name in [
-            'slak-tiny_32xb128_in1k.py', 'slak-small_32xb128_in1k.py',
-            'slak-base_32xb128_in1k.py', 'slak-base_32xb32-30e_in1k-384px.py',
-            'slak-tiny-k31_32xb128-120e_in1k.py',
-            'slak-tiny-k51_32xb128-120e_in1k.py',
-            'slak-tiny-k61_32xb128-120e_in1k.py',
+            'slak-tiny_4xb128-accum8_in1k.py',
+            'slak-small_8xb64-accum8_in1k.py',
+            'slak-base_16xb32-accum8_in1k.py',
+            'slak-base_32xb32-30e_in1k-384px.py',
+            'slak-tiny-k31_4xb128-accum8-120e_in1k.py',
+            'slak-tiny-k51_4xb128-accum8-120e_in1k.py',
+            'slak-tiny-k61_4xb128-accum8-120e_in1k.py',
             'upernet_slak-tiny_8xb2-160k_ade20k-512x512.py',
             'upernet_slak-small_8xb2-160k_ade20k-512x512.py',
             'upernet_slak-base_8xb2-160k_ade20k-512x512.py',
-            'upernet_slak-tiny-120e-pre_8xb4-80k_ade20k-512x512.py',
+            'upernet_slak-tiny-120e-pre_4xb4-80k_ade20k-512x512.py',
             'upernet_slak_ade20k.py',
             'faster-rcnn_slak-tiny_fpn_8xb2-36e_voc0712.py',
             'cascade-mask-rcnn_slak-tiny_fpn_4conv1fc-giou_8xb2-1x_coco.py',

@@ -16,7 +16,7 @@ WD = 0.05
 # depths (2, 1, 7, 1): stage 3 blocks 0..6 -> layer ids 3,3,3,4,4,4,5
 BACKBONE = dict(
     type='mmpretrain.SLaK',
-    arch=dict(depths=[2, 1, 7, 1], dims=[8, 8, 16, 16]),
+    arch=dict(depths=[2, 1, 7, 1], channels=[8, 8, 16, 16]),
     width_factor=1.0,
     kernel_sizes=(7, 7, 7, 7),
     small_kernel=3,
@@ -122,7 +122,7 @@ def test_classifier():
         neck=None,
         head=dict(type='LinearClsHead', num_classes=5, in_channels=16))
     model, wrapper = build(cfg, 'mmpretrain', 'layer_wise')
-    check_groups(model, wrapper, 'layer_wise', ['head.', 'backbone.norm.'])
+    check_groups(model, wrapper, 'layer_wise', ['head.', 'backbone.norm3.'])
 
 
 def test_detector():
@@ -243,6 +243,49 @@ def test_bad_config_message(paramwise_cfg, error, message):
                 constructor='LayerDecayOptimWrapperConstructor',
                 paramwise_cfg=paramwise_cfg))
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize('num_layers', [0, 2, -1, 6.5, True])
+def test_stage_wise_num_layers_below_the_stages_is_refused(num_layers):
+    """Below 3 (4 stages: ids 1..4 against the head's num_layers + 1) a
+    stage would train above the base lr; the error names the key and the
+    minimum."""
+    model = _classifier()
+    with pytest.raises(ValueError) as info:
+        _wrapper(model, decay_type='stage_wise', num_layers=num_layers)
+    message = str(info.value)
+    assert 'paramwise_cfg.num_layers' in message
+    assert 'minimum for this model is 3' in message
+    assert f'got {num_layers!r}' in message
+    assert re.search(r'\bSLaK\b(?!-)', message)  # the backbone, by class
+    assert 'above the base lr' in message  # why
+
+
+def test_stage_wise_without_stages_takes_any_num_layers_from_zero():
+    """No stages (a plain backbone): nothing can exceed the head, so 0 is
+    the minimum; a model with no parameter at all reaches the optimizer's
+    own refusal, not an error of ours."""
+    model = _Plain()
+    groups = _groups_by_name(
+        model, _wrapper(model, decay_type='stage_wise', num_layers=0))
+    assert {g['lr'] for g in groups.values()} == {BASE_LR}
+    empty = torch.nn.Module()
+    empty.backbone = torch.nn.Identity()
+    with pytest.raises(ValueError, match='empty parameter list'):
+        _wrapper(empty, decay_type='stage_wise', num_layers=0)
+
+
+def test_stage_wise_smallest_num_layers_keeps_every_lr_at_most_base():
+    model = _classifier()
+    groups = _groups_by_name(
+        model, _wrapper(model, decay_type='stage_wise', num_layers=3))
+    # hand formula: stage i at 0.9 ** (3 + 1 - (i + 1)), the last at 1
+    for name, group in groups.items():
+        m = re.match(r'backbone\.stages\.(\d+)\.', name)
+        if m:
+            want = BASE_LR * 0.9**(3 - int(m.group(1)))
+            assert group['lr'] == pytest.approx(want, rel=1e-12), name
+    assert max(g['lr'] for g in groups.values()) == pytest.approx(BASE_LR)
 
 
 def _classifier():

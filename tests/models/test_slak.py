@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmslak.checkpoint import slak_to_mmpretrain
 from mmslak.models import SLaK
 
 # A narrow arch for fast tests; kernels still larger than some feature maps.
-TINY_ARCH = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32])
+TINY_ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32])
 TINY = dict(
     arch=TINY_ARCH,
     width_factor=1.0,
@@ -21,6 +22,7 @@ ARCH_TABLE = {  # the paper's table (PAPER_FACTS.md), independent of the code
     'base': ([3, 3, 27, 3], [128, 256, 512, 1024]),
     'large': ([3, 3, 27, 3], [192, 384, 768, 1536]),
 }
+PAPER_KERNELS = (51, 49, 47, 13)  # every arch (paper Sec. 4, reference)
 # Counted on the reference implementation (backbone without head and final
 # norm), see PAPER_FACTS.md.
 REFERENCE_COUNTS = {
@@ -66,6 +68,11 @@ def test_dense_parameter_count_matches_reference(arch):
 
 def test_arch_aliases_and_dict():
     assert SLaK(arch='t', init_cfg=None).depths == [3, 3, 9, 3]
+    for arch in ARCH_TABLE:  # kernel sizes come from the arch table
+        assert SLaK(arch=arch, init_cfg=None).kernel_sizes == PAPER_KERNELS
+    assert SLaK(
+        arch='tiny', kernel_sizes=(31, 29, 27, 13),
+        init_cfg=None).kernel_sizes == (31, 29, 27, 13)
     model = SLaK(**TINY)
     assert model.channels == [8, 16, 24, 32]
     assert model.kernel_sizes == (13, 11, 9, 5)
@@ -98,12 +105,14 @@ def test_dense_prediction_shapes(size, out_indices):
 
 def test_classification_shapes_and_norm_names():
     model = SLaK(**TINY).eval()
-    assert hasattr(model, 'norm') and not hasattr(model, 'norm3')
+    norms = [n for n, _ in model.named_children() if n.startswith('norm')]
+    assert norms == ['norm3']  # mmpretrain's ConvNeXt naming, no special
     with torch.no_grad():
         (out, ) = model(torch.randn(3, 3, 64, 64))
     assert out.shape == (3, 32)
     model = SLaK(**TINY, out_indices=(2, 3)).eval()
-    assert hasattr(model, 'norm2') and hasattr(model, 'norm')
+    norms = [n for n, _ in model.named_children() if n.startswith('norm')]
+    assert norms == ['norm2', 'norm3']
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape for o in outs] == [(1, 24), (1, 32)]
@@ -140,8 +149,9 @@ def test_slak_tiny_224_forward():
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), r"Unknown SLaK arch 'huge'.*tiny"),
-    (dict(arch=dict(depths=[1, 1])), 'dims'),
-    (dict(arch=dict(depths=[1], dims=[8], bogus=1)), 'bogus'),
+    (dict(arch=dict(depths=[1, 1])), 'channels'),
+    (dict(arch=dict(depths=[1], channels=[8], bogus=1)), 'bogus'),
+    (dict(arch=dict(depths=[1], channels=[8])), 'kernel_sizes'),
     (dict(kernel_sizes=(51, 48, 47, 13)), r'kernel_sizes\[1\].*odd'),
     (dict(kernel_sizes=(0, 49, 47, 13)), r'kernel_sizes\[0\]'),
     (dict(kernel_sizes=(51, 49, 47)), '3 entries but the arch has 4'),
@@ -384,12 +394,19 @@ def reference_forward(sd, x, depths, eps_ln=1e-6, eps_bn=1e-5):
                         sd['norm.bias'], eps_ln)
 
 
-def test_reference_checkpoint_loads_with_no_missing_or_unexpected_keys():
+def test_reference_checkpoint_converts_and_loads_strictly():
+    """A reference-layout checkpoint goes through the converter (its final
+    ``norm.`` becomes ``norm3.``), loads with no missing or unexpected key
+    and computes the reference's forward."""
     depths, dims, kernels = [1, 1, 2, 1], [8, 16, 24, 32], (13, 11, 9, 5)
     sd = reference_state_dict(depths, dims, kernels, small=3)
-    backbone_sd = {k: v for k, v in sd.items() if not k.startswith('head.')}
+    converted, _ = slak_to_mmpretrain(dict(model=sd), backbone_only=True)
+    backbone_sd = {
+        k[len('backbone.'):]: v
+        for k, v in converted['state_dict'].items()
+    }
     model = SLaK(
-        arch=dict(depths=depths, dims=dims),
+        arch=dict(depths=depths, channels=dims),
         width_factor=1.0,
         kernel_sizes=kernels,
         small_kernel=3)
@@ -404,11 +421,15 @@ def test_reference_checkpoint_loads_with_no_missing_or_unexpected_keys():
 
 
 def test_reference_keys_of_full_size_tiny():
-    """SLaK-T's own keys and shapes are exactly the reference's."""
+    """SLaK-T's own keys and shapes are exactly the reference's, its final
+    ``norm.`` named ``norm3.`` (the one rename)."""
     depths, dims = ARCH_TABLE['tiny']
     dims = [int(d * 1.3) for d in dims]
-    ref = reference_state_dict(depths, dims, (51, 49, 47, 13), small=5)
-    ref = {k: v.shape for k, v in ref.items() if not k.startswith('head.')}
+    ref = reference_state_dict(depths, dims, PAPER_KERNELS, small=5)
+    ref = {
+        ('norm3.' + k[len('norm.'):] if k.startswith('norm.') else k): v.shape
+        for k, v in ref.items() if not k.startswith('head.')
+    }
     ours = {k: v.shape for k, v in SLaK(arch='tiny').state_dict().items()}
     assert ours == ref
 
@@ -424,7 +445,7 @@ def test_get_layer_depth():
     assert f('backbone.stages.2.0.gamma', 'backbone.') == (3, 8)
     assert f('backbone.stages.2.8.gamma', 'backbone.') == (5, 8)
     assert f('backbone.stages.3.0.gamma', 'backbone.') == (6, 8)
-    assert f('backbone.norm.weight', 'backbone.') == (7, 8)
+    assert f('backbone.norm3.weight', 'backbone.') == (7, 8)
     assert f('head.fc.weight', 'backbone.') == (7, 8)
     small = SLaK(arch='small', init_cfg=None)
     assert small.get_layer_depth('stages.2.26.gamma') == (11, 14)
@@ -507,7 +528,7 @@ def test_pretrained_init_cfg_with_prefix(tmp_path):
         torch.testing.assert_close(a, b, msg=name)
 
 
-def test_arch_channels_key_is_mmpretrain_alias_of_dims():
+def test_arch_dims_key_is_alias_of_channels():
     by_dims = SLaK(arch=dict(depths=[1, 1], dims=[8, 16]), kernel_sizes=[5, 5])
     by_channels = SLaK(
         arch=dict(depths=[1, 1], channels=[8, 16]), kernel_sizes=[5, 5])
@@ -517,3 +538,52 @@ def test_arch_channels_key_is_mmpretrain_alias_of_dims():
     assert by_channels.channels == [int(8 * 1.3), int(16 * 1.3)]
     with pytest.raises(ValueError, match='not both'):
         SLaK(arch=dict(depths=[1], dims=[8], channels=[8]), kernel_sizes=[5])
+
+
+# ------------------------------------------------- size argument ranges
+# Out of range they would otherwise pass silently (drop_path_rate < 0 acts
+# as 0, >= 1 gives NaN, a zero depth an empty stage) or fail deep in torch.
+SMALL_ARCH = dict(depths=[1, 1, 1, 1], channels=[4, 8, 8, 8])
+SMALL = dict(
+    arch=SMALL_ARCH,
+    width_factor=1.0,
+    kernel_sizes=(5, 5, 3, 3),
+    small_kernel=3,
+    init_cfg=None)
+
+
+@pytest.mark.parametrize('kwargs, names', [
+    (dict(drop_path_rate=-0.1), ['drop_path_rate', '[0, 1)']),
+    (dict(drop_path_rate=1.0), ['drop_path_rate', '[0, 1)']),
+    (dict(drop_path_rate='0.1'), ['drop_path_rate', "'0.1'"]),
+    (dict(arch=dict(depths=[1, 0, 1, 1], channels=[4, 8, 8, 8])),
+     ['depths', '>= 1', '[1, 0, 1, 1]']),
+    (dict(arch=dict(depths=[1, -2, 1, 1], channels=[4, 8, 8, 8])), ['depths']),
+    (dict(arch=dict(depths=[1, 1.5, 1, 1], channels=[4, 8, 8, 8])), ['depths'
+                                                                     ]),
+    (dict(arch=dict(depths=[1, 1, 1, 1], channels=[4, 0, 8, 8])),
+     ['channels', '[4, 0, 8, 8]']),
+    (dict(width_factor=0.2), ['width_factor', '[0, 1, 1, 1]', '>= 0.25']),
+    (dict(width_factor=0), ['width_factor', '> 0']),
+    (dict(in_channels=0), ['in_channels', 'positive']),
+])
+def test_size_arguments_out_of_range_are_named(kwargs, names):
+    with pytest.raises(ValueError) as info:
+        SLaK(**dict(SMALL, **kwargs))
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(drop_path_rate=0.0),
+        dict(drop_path_rate=0.99),
+        dict(width_factor=0.25),  # smallest: 4 * 0.25 = 1 channel
+    ])
+def test_size_argument_range_edges_accepted(kwargs):
+    model = SLaK(**dict(SMALL, **kwargs)).eval()
+    out = model(torch.randn(1, 3, 64, 64))[-1]
+    assert torch.isfinite(out).all()
+    factor = kwargs.get('width_factor', 1.0)
+    assert model.channels == [int(c * factor) for c in SMALL_ARCH['channels']]

@@ -6,7 +6,7 @@ Examples::
     python tools/analysis/erf.py slak-tiny convnext-tiny --size 256 \
         --num-images 4 --out-dir work_dirs/erf
     # the paper's setting with trained weights and ImageNet val images
-    python tools/analysis/erf.py configs/slak/slak-tiny_32xb128_in1k.py \
+    python tools/analysis/erf.py configs/slak/slak-tiny_4xb128-accum8_in1k.py \
         --checkpoints slak_tiny.pth --images data/imagenet/val \
         --num-images 50 --size 1024
 """

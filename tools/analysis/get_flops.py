@@ -4,9 +4,10 @@ config, dense and sparse (scaled by each conv/linear layer's density).
 "FLOPs" are counted as multiply-accumulates (mmengine's FlopAnalyzer, the
 unit of the SLaK, ConvNeXt and RepLKNet papers). Examples::
 
-    python tools/analysis/get_flops.py configs/slak/slak-tiny_32xb128_in1k.py
-    python tools/analysis/get_flops.py configs/slak/slak-tiny_32xb128_in1k.py \
-        --density 0.6
+    python tools/analysis/get_flops.py \
+        configs/slak/slak-tiny_4xb128-accum8_in1k.py
+    python tools/analysis/get_flops.py \
+        configs/slak/slak-tiny_4xb128-accum8_in1k.py --density 0.6
     python tools/analysis/get_flops.py configs/upernet_slak_ade20k.py \
         --shape 512 2048 --density 0.6
     python tools/analysis/get_flops.py CONFIG --checkpoint sparse.pth \

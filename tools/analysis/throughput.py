@@ -4,11 +4,11 @@ Times the plain tensor forward (no post-processing, no data loading) on
 random inputs. Examples::
 
     python tools/analysis/throughput.py \
-        configs/slak/slak-tiny_32xb128_in1k.py --batch-size 8 --shape 224
+        configs/slak/slak-tiny_4xb128-accum8_in1k.py --batch-size 8 --shape 224
     # training form vs the reparameterised (deploy) form, in the same run
     python tools/analysis/throughput.py \
-        configs/slak/slak-tiny_32xb128_in1k.py --deploy both --device cuda \
-        --batch-size 64
+        configs/slak/slak-tiny_4xb128-accum8_in1k.py --deploy both \
+        --device cuda --batch-size 64
 """
 import argparse
 import json

@@ -124,11 +124,7 @@ class LayerDecayOptimWrapperConstructor(
         """``name -> (layer_id, num_layers + 2)`` for the whole model."""
         backbone, prefix = _find_backbone(module)
         if self.decay_type == 'stage_wise':
-            if self.num_layers is None:
-                raise ValueError("decay_type='stage_wise' needs "
-                                 'paramwise_cfg.num_layers (6 for SLaK-T, '
-                                 '12 for SLaK-S/B)')
-            n = int(self.num_layers)
+            n = self._stage_wise_num_layers(module, backbone, prefix)
             return lambda name: (stage_wise_layer_id(name, prefix, n), n + 2)
         if not hasattr(backbone, 'get_layer_depth'):
             raise TypeError(
@@ -141,6 +137,30 @@ class LayerDecayOptimWrapperConstructor(
                 f'match the {total - 2} layers of the backbone '
                 f'{type(backbone).__name__} (get_layer_depth)')
         return lambda name: backbone.get_layer_depth(name, prefix)
+
+    def _stage_wise_num_layers(self, module: nn.Module, backbone: nn.Module,
+                               prefix: str) -> int:
+        """``num_layers``, refused when a stage's layer id (``i + 1``) would
+        exceed the head's ``num_layers + 1``: its lr would be above the
+        base lr."""
+        n = self.num_layers
+        if n is None:
+            raise ValueError("decay_type='stage_wise' needs "
+                             'paramwise_cfg.num_layers (6 for SLaK-T, '
+                             '12 for SLaK-S/B)')
+        deepest = max((stage_wise_layer_id(name, prefix, -1)
+                       for name, _ in module.named_parameters()),
+                      default=0)
+        least = max(deepest - 1, 0)
+        if not isinstance(n, int) or isinstance(n, bool) or n < least:
+            raise ValueError(
+                f"paramwise_cfg.num_layers must be an int for decay_type="
+                f"'stage_wise' and the minimum for this model is {least}: "
+                f'the {deepest} stages of {type(backbone).__name__} take '
+                f'layer ids up to {deepest}, which past num_layers + 1 (the '
+                'head) train above the base lr; got '
+                f'{n!r} (the paper: 6 for SLaK-T, 12 for SLaK-S/B)')
+        return n
 
     def add_params(self,
                    params: List[dict],

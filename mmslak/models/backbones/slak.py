@@ -2,10 +2,14 @@
 
 ConvNeXt's macro design with each 7x7 depthwise conv replaced by a decomposed
 large kernel (Kx5 + 5xK + 5x5, each with BN) and the widths multiplied by 1.3.
-Parameter names follow the reference implementation (``downsample_layers``,
+Block parameter names follow the reference implementation
+(``downsample_layers``,
 ``stages.i.j.large_kernel.{LoRA1,LoRA2,small_conv}.{conv,bn}``,
-``stages.i.j.{norm,pwconv1,pwconv2,gamma}``, ``norm``), so its ImageNet
-checkpoints load without renaming.
+``stages.i.j.{norm,pwconv1,pwconv2,gamma}``); the output norms are
+``norm{i}`` as in mmpretrain's ConvNeXt, and the converter renames the
+reference classifier's final ``norm.`` to ``norm3.``
+(:func:`mmslak.checkpoint.slak_to_mmpretrain`, as timm's checkpoint filter
+maps foreign names).
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -32,6 +36,22 @@ class SLaKBlock(BaseModule):
 
     The LN and the two linears run on an (N, H, W, C) view of the tensor,
     which is free when the input is channels_last.
+
+    Args:
+        channels (int): Input (= output) channels.
+        kernel_size (int): The large kernel size K (odd).
+        small_kernel (int, optional): Strip width and small square kernel
+            (odd); ``None`` drops the square branch. Defaults to 5.
+        mlp_ratio (float): Hidden width of the MLP over ``channels``.
+            Defaults to 4.
+        drop_path_rate (float): Stochastic depth rate. Defaults to 0.
+        layer_scale_init_value (float): Init value of ``gamma``; <= 0
+            disables it. Defaults to 1e-6.
+        norm_cfg (dict): Norm after each large-kernel branch.
+            Defaults to ``dict(type='BN')``.
+        with_cp (bool): Gradient checkpointing. Defaults to False.
+        deploy (bool): Build the fused large kernel. Defaults to False.
+        init_cfg (dict, optional): mmengine init config. Defaults to None.
     """
 
     def __init__(self,
@@ -90,45 +110,81 @@ class SLaK(BaseBackbone):
     using Sparsity <https://arxiv.org/abs/2207.03620>`_.
 
     Args:
-        arch: 'tiny' / 'small' / 'base' / 'large' (or 't' / 's' / 'b' / 'l'),
-            or a dict with ``depths``, ``dims`` (before ``width_factor``) and
-            optionally ``kernel_sizes``.
-        in_channels: input image channels.
-        width_factor: multiplies every stage width (``int(d * factor)``);
-            the paper uses 1.3.
-        kernel_sizes: large kernel size of each stage (odd). Defaults to the
-            arch dict's ``kernel_sizes`` or (51, 49, 47, 13).
-        small_kernel: width of the strips and size of the small square
-            kernel (odd), 5 in the paper; ``None`` drops the square branch.
-        drop_path_rate: stochastic depth rate, increased linearly per block.
-        layer_scale_init_value: init of ``gamma``; <= 0 disables it.
-        norm_cfg: norm after each large-kernel branch (BN; SyncBN
-            downstream). The stem, downsampling and block norms are
-            LayerNorms as in the paper.
-        out_indices: stages whose output is returned (negative allowed).
-        frozen_stages: stages (with their downsampling layer) to freeze;
-            0 or -1 freezes nothing.
-        norm_eval: keep BN layers in eval mode during training.
-        gap_before_final_norm: global-average-pool each output before its
-            norm and return (N, C) vectors (classification). The last
-            stage's norm is then named ``norm`` as in the reference
-            classifier; the others are ``norm{i}``.
-        with_cp: gradient checkpointing per block.
-        deploy: build the reparameterised form (see
+        arch (str | dict): The model's architecture. If a string, one of
+            :attr:`arch_settings` ('tiny', 'small', 'base', 'large') or an
+            alias ('t', 's', 'b', 'l'); if a dict, it has the keys:
+
+            - depths (list[int]): Number of blocks in each stage.
+            - channels (list[int]): Widths of the stages before
+              ``width_factor`` (``dims`` is accepted as an alias, the
+              reference's name).
+            - kernel_sizes (list[int]): Large kernel size of each stage
+              (odd); may be left out if given as ``kernel_sizes``.
+
+            Defaults to 'tiny'.
+        in_channels (int): Number of input image channels. Defaults to 3.
+        width_factor (float): Multiplies every stage width
+            (``int(c * width_factor)``); the paper uses 1.3.
+            Defaults to 1.3.
+        kernel_sizes (Sequence[int], optional): Large kernel size of each
+            stage (odd), replacing the arch's. Defaults to None (the arch's
+            ``kernel_sizes``).
+        small_kernel (int, optional): Width of the strips and size of the
+            small square kernel (odd); ``None`` drops the square branch.
+            Defaults to 5.
+        drop_path_rate (float): Stochastic depth rate, increased linearly
+            per block. Defaults to 0.
+        layer_scale_init_value (float): Init value of the layer scale
+            ``gamma``; <= 0 disables it. Defaults to 1e-6.
+        norm_cfg (dict): Config of the norm after each large-kernel branch
+            (SyncBN downstream); the stem, downsampling and block norms are
+            LayerNorms as in the paper. Defaults to
+            ``dict(type='BN', requires_grad=True)``.
+        out_indices (int | Sequence[int]): Stages whose output is returned
+            (negative indices count from the end), each through its own
+            output norm ``norm{i}``. Defaults to -1 (the last stage).
+        frozen_stages (int): Stages (with their downsampling layer) to
+            freeze; 0 or -1 freezes nothing. Defaults to 0.
+        norm_eval (bool): Keep the BN layers in eval mode during training.
+            Defaults to False.
+        gap_before_final_norm (bool): Global-average-pool each output
+            before its norm and return (N, C) vectors (classification).
+            Defaults to True.
+        with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        deploy (bool): Build the reparameterised form (see
             :meth:`switch_to_deploy`), to load fused checkpoints.
-        init_cfg: mmengine init config, e.g. mmslak's strict
-            ``dict(type='PretrainedStrict', checkpoint=...,
+            Defaults to False.
+        init_cfg (dict | list[dict], optional): mmengine init config, e.g.
+            mmslak's strict ``dict(type='PretrainedStrict', checkpoint=...,
             prefix='backbone.')`` (see
-            :class:`mmslak.checkpoint.PretrainedStrictInit`).
+            :class:`mmslak.checkpoint.PretrainedStrictInit`). Defaults to
+            truncated-normal linear / conv weights and unit norms.
     """
+    # The paper's Table 1 / the reference's SLaK_{tiny,small,base,large}
+    # (kernel_size=[51, 49, 47, 13, 5]); widths before width_factor=1.3.
     arch_settings: Dict[str, dict] = {
-        'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
-        'small': dict(depths=[3, 3, 27, 3], dims=[96, 192, 384, 768]),
-        'base': dict(depths=[3, 3, 27, 3], dims=[128, 256, 512, 1024]),
-        'large': dict(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536]),
+        'tiny':
+        dict(
+            depths=[3, 3, 9, 3],
+            channels=[96, 192, 384, 768],
+            kernel_sizes=[51, 49, 47, 13]),
+        'small':
+        dict(
+            depths=[3, 3, 27, 3],
+            channels=[96, 192, 384, 768],
+            kernel_sizes=[51, 49, 47, 13]),
+        'base':
+        dict(
+            depths=[3, 3, 27, 3],
+            channels=[128, 256, 512, 1024],
+            kernel_sizes=[51, 49, 47, 13]),
+        'large':
+        dict(
+            depths=[3, 3, 27, 3],
+            channels=[192, 384, 768, 1536],
+            kernel_sizes=[51, 49, 47, 13]),
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
-    default_kernel_sizes = (51, 49, 47, 13)
 
     def __init__(
         self,
@@ -160,13 +216,12 @@ class SLaK(BaseBackbone):
         ]
     ) -> None:
         super().__init__(init_cfg=init_cfg)
-        depths, base_dims, arch_kernels = self._parse_arch(arch)
-        channels = check_slak_args(depths, base_dims, width_factor,
+        depths, base_channels, arch_kernels = self._parse_arch(arch)
+        channels = check_slak_args(depths, base_channels, width_factor,
                                    drop_path_rate, in_channels)
         self.num_stages = len(depths)
         self.kernel_sizes = self._check_kernel_sizes(
-            kernel_sizes if kernel_sizes is not None else arch_kernels
-            or self.default_kernel_sizes)
+            kernel_sizes if kernel_sizes is not None else arch_kernels)
         self.depths = list(depths)
         self.channels = channels
         self.small_kernel = small_kernel
@@ -191,6 +246,10 @@ class SLaK(BaseBackbone):
         self._freeze_stages()
 
     def _check_kernel_sizes(self, kernel_sizes) -> Tuple[int, ...]:
+        if kernel_sizes is None:
+            raise ValueError(
+                'a custom arch dict needs its stage kernel sizes, as the '
+                "arch key 'kernel_sizes' or the kernel_sizes argument")
         kernel_sizes = tuple(kernel_sizes)
         if len(kernel_sizes) != self.num_stages:
             raise ValueError(
@@ -236,42 +295,44 @@ class SLaK(BaseBackbone):
                 norm = nn.LayerNorm(self.channels[i], eps=1e-6)
             else:
                 norm = LayerNorm2d(self.channels[i])
-            self.add_module(self.norm_name(i), norm)
+            self.add_module(f'norm{i}', norm)
 
     # ---------------------------------------------------------------- config
     def _parse_arch(self, arch) -> Tuple[list, list, Optional[tuple]]:
+        """(depths, channels before width_factor, kernel sizes or None)."""
         if isinstance(arch, str):
             name = self.arch_aliases.get(arch.lower(), arch.lower())
             if name not in self.arch_settings:
                 valid = sorted(self.arch_settings) + sorted(self.arch_aliases)
                 raise ValueError(f'Unknown SLaK arch {arch!r}; valid archs '
                                  f'are {valid} or a dict with keys '
-                                 "'depths', 'channels' (or 'dims') and "
-                                 "optionally 'kernel_sizes'")
+                                 "'depths', 'channels' and optionally "
+                                 "'kernel_sizes'")
             arch = self.arch_settings[name]
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
-        if 'channels' in arch and 'dims' in arch:
-            raise ValueError("give the arch's widths as 'channels' "
-                             "(mmpretrain's key) or 'dims', not both")
         arch = dict(arch)
-        if 'channels' in arch:  # mmpretrain's ConvNeXt name for the widths
-            arch['dims'] = arch.pop('channels')
-        missing = {'depths', 'dims'} - set(arch)
+        if 'dims' in arch:  # the reference's name for the widths
+            if 'channels' in arch:
+                raise ValueError("give the arch's widths as 'channels' or "
+                                 "its alias 'dims', not both")
+            arch['channels'] = arch.pop('dims')
+        missing = {'depths', 'channels'} - set(arch)
         if missing:
             raise ValueError(
-                f'a custom arch dict needs the keys {sorted(missing)} '
-                f"('channels' may replace 'dims'); got {sorted(arch)}")
-        unknown = set(arch) - {'depths', 'dims', 'kernel_sizes'}
+                f'a custom arch dict needs the keys {sorted(missing)}; '
+                f'got {sorted(arch)}')
+        unknown = set(arch) - {'depths', 'channels', 'kernel_sizes'}
         if unknown:
             raise ValueError(
                 f'unknown keys in the arch dict: {sorted(unknown)}')
-        depths, dims = list(arch['depths']), list(arch['dims'])
-        if len(depths) != len(dims) or not depths:
-            raise ValueError(f'arch depths {depths} and dims {dims} must be '
-                             'non-empty and of the same length')
+        depths, channels = list(arch['depths']), list(arch['channels'])
+        if len(depths) != len(channels) or not depths:
+            raise ValueError(f'arch depths {depths} and channels {channels} '
+                             'must be non-empty and of the same length')
         kernels = arch.get('kernel_sizes')
-        return depths, dims, tuple(kernels) if kernels is not None else None
+        return depths, channels, tuple(
+            kernels) if kernels is not None else None
 
     def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
@@ -292,13 +353,6 @@ class SLaK(BaseBackbone):
                 f'out_indices has duplicates: {list(out_indices)}')
         return tuple(sorted(parsed))
 
-    def norm_name(self, stage: int) -> str:
-        """Name of the output norm of ``stage``: ``norm`` for the reference
-        classifier's final norm (GAP mode, last stage), else ``norm{i}``."""
-        if self.gap_before_final_norm and stage == self.num_stages - 1:
-            return 'norm'
-        return f'norm{stage}'
-
     # --------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -316,7 +370,7 @@ class SLaK(BaseBackbone):
                 memory_format=preferred_memory_format(x, self.kernel_sizes[i]))
             x = self.stages[i](x)
             if i in self.out_indices:
-                norm = getattr(self, self.norm_name(i))
+                norm = getattr(self, f'norm{i}')
                 if self.gap_before_final_norm:
                     outs.append(norm(x.mean(dim=(-2, -1))))
                 else:

@@ -18,12 +18,12 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_slak_args(depths: Sequence, dims: Sequence, width_factor,
+def check_slak_args(depths: Sequence, channels: Sequence, width_factor,
                     drop_path_rate, in_channels) -> List[int]:
     """Validate the arguments; return the stage widths
-    ``int(dim * width_factor)``. Every error names the argument and its
-    valid range."""
-    for name, values in (('depths', depths), ('dims', dims)):
+    ``int(c * width_factor)`` for ``c`` in the arch's ``channels``. Every
+    error names the argument and its valid range."""
+    for name, values in (('depths', depths), ('channels', channels)):
         bad = [v for v in values if not _is_int(v) or v < 1]
         if bad:
             raise ValueError(f'arch {name} must be positive integers (>= 1), '
@@ -37,11 +37,11 @@ def check_slak_args(depths: Sequence, dims: Sequence, width_factor,
     if not _is_real(width_factor) or width_factor <= 0:
         raise ValueError('width_factor must be a number > 0, got '
                          f'{width_factor!r}')
-    channels = [int(d * width_factor) for d in dims]
-    if min(channels) < 1:
-        need = max(1 / d for d in dims)
+    widths = [int(c * width_factor) for c in channels]
+    if min(widths) < 1:
+        need = max(1 / c for c in channels)
         raise ValueError(
             f'width_factor {width_factor} leaves a stage without channels '
-            f'(int(dims * width_factor) = {channels} for dims '
-            f'{list(dims)}); valid: width_factor >= {need:g}')
-    return channels
+            f'(int(channels * width_factor) = {widths} for channels '
+            f'{list(channels)}); valid: width_factor >= {need:g}')
+    return widths

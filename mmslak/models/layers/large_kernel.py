@@ -37,6 +37,10 @@ class LayerNorm2d(nn.LayerNorm):
     both permutes are free and the output stays channels_last.
     Ours, not mmpretrain's LayerNorm2d: that one ends in ``.contiguous()``,
     which copies a channels_last output back to NCHW at every norm.
+
+    Args:
+        num_channels (int): Channels C.
+        eps (float): Added to the variance. Defaults to 1e-6.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
@@ -56,6 +60,11 @@ class LargeKernelDWConv2d(nn.Conv2d):
     A subclass of :class:`nn.Conv2d` so that parameter names, ``init_cfg``
     layer matching (``layer='Conv2d'``) and FLOP counters keep working; only
     the computation goes through the fast op.
+
+    Args:
+        channels (int): Input (= output) channels.
+        kernel_size (tuple[int, int]): (height, width), both odd.
+        bias (bool): Add a learnable bias. Defaults to False.
     """
 
     def __init__(self,
@@ -84,6 +93,12 @@ class ConvBN(nn.Module):
     In deploy form (``deploy=True``, or after the parent's
     ``switch_to_deploy``) the norm is folded into a biased convolution and
     ``bn`` is an ``nn.Identity``.
+
+    Args:
+        channels (int): Input (= output) channels.
+        kernel_size (tuple[int, int]): (height, width), both odd.
+        norm_cfg (dict): Config of the norm.
+        deploy (bool): Biased convolution, no norm. Defaults to False.
     """
 
     def __init__(self,
@@ -122,15 +137,19 @@ class DecomposedLargeKernelConv(BaseModule):
     """BN(Kx5 depthwise) + BN(5xK depthwise) + BN(5x5 depthwise).
 
     Args:
-        channels: number of input (= output) channels.
-        kernel_size: the large kernel size K (odd).
-        small_kernel: the strip width and small square kernel (odd, <= K),
-            5 in the paper. ``None`` drops the small square branch.
-        norm_cfg: config of the norm after each branch (BN by default,
-            SyncBN in distributed downstream training).
-        deploy: build the fused form directly (two biased strip convs), to
-            load checkpoints written after :meth:`switch_to_deploy`.
-        init_cfg: mmengine initialisation config.
+        channels (int): Number of input (= output) channels.
+        kernel_size (int): The large kernel size K (odd).
+        small_kernel (int, optional): The strip width and small square
+            kernel (odd, <= K); ``None`` drops the small square branch.
+            Defaults to 5 (the paper's).
+        norm_cfg (dict): Config of the norm after each branch (SyncBN in
+            distributed downstream training). Defaults to
+            ``dict(type='BN')``.
+        deploy (bool): Build the fused form directly (two biased strip
+            convs), to load checkpoints written after
+            :meth:`switch_to_deploy`. Defaults to False.
+        init_cfg (dict, optional): mmengine initialisation config.
+            Defaults to None.
 
     Shapes: (N, C, H, W) -> (N, C, H, W) for any H, W.
     """

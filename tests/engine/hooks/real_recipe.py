@@ -1,5 +1,5 @@
 """A tiny classifier trained with the project's real ImageNet recipe
-(``configs/slak/slak-tiny_32xb128_in1k.py``: RandomResizedCrop, flip,
+(``configs/slak/slak-tiny_4xb128-accum8_in1k.py``: RandomResizedCrop, flip,
 RandAugment, RandomErasing, Mixup/CutMix, label smoothing, drop path, EMA,
 SNIP + dynamic sparsity) on a 12-image folder dataset, through this
 checkout's ``tools/train.py``. Only sizes are shrunk (arch, image scale,
@@ -18,7 +18,7 @@ from child_process import (assert_imported_this_checkout, checkout_command,
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-RECIPE = osp.join(REPO, 'configs', 'slak', 'slak-tiny_32xb128_in1k.py')
+RECIPE = osp.join(REPO, 'configs', 'slak', 'slak-tiny_4xb128-accum8_in1k.py')
 CLASSES = ('a', 'b', 'c')
 
 
@@ -47,6 +47,9 @@ def recipe_overrides(root: str, by_epoch: bool, length: int, interval: int,
         'model.head.in_channels': 16,
         'data_preprocessor.num_classes': 3,
         'train_dataloader.batch_size': 4,
+        # one forward per optimizer step (the recipe accumulates 8, a layout
+        # for 4 GPUs): checkpoints every 2 iterations then fall on steps
+        'optim_wrapper.accumulative_counts': 1,
         # update_interval counts steps at this total batch: 2 stays 2
         'auto_scale_lr.base_batch_size': 4,
         'train_dataloader.num_workers': workers,
@@ -57,7 +60,7 @@ def recipe_overrides(root: str, by_epoch: bool, length: int, interval: int,
         'randomness.seed': seed,
     }, {
         'model.backbone.arch':
-        dict(depths=[1, 1], dims=[8, 16]),
+        dict(depths=[1, 1], channels=[8, 16]),
         'train_dataloader.dataset':
         train_set,
         'val_dataloader':
@@ -135,7 +138,7 @@ def write_config(path: str,
     cfg.train_dataloader.dataset.pipeline = pipeline
     hooks = {h['type']: h for h in cfg.custom_hooks}
     hooks['SparseTrainingHook'].update(update_interval=2)
-    hooks['EMAHook'].update(momentum=0.1)
+    hooks['EMAHook'].update(momentum=0.1, interval=1)  # once per step
     # the recipe's own fault-tolerance hooks
     assert 'RandomStateHook' in hooks, cfg.custom_hooks
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'

@@ -37,8 +37,9 @@ param_scheduler = [
 train_cfg = dict(max_iters=80000, val_interval=8000)
 default_hooks = dict(checkpoint=dict(interval=8000))
 
-# 32 images per batch: the reference's `data=dict(samples_per_gpu=8)` on 4
-# GPUs (its header: "we use 4 GPUs with 80k schedule: 80k iters, 8
-# batchsize per GPU"), the same total as 8 GPUs x 4 here
+# 16 images per iteration, the reference's layout: 4 GPUs (its README's
+# `dist_train.sh ... upernet_slak_tiny_512_80k_ade20k_ss.py 4`) x
+# `data=dict(samples_per_gpu=4)` (the reference's newest commit, issue 23
+# item 5; its header's "8 batchsize per GPU" is stale)
 train_dataloader = dict(batch_size=4)
-auto_scale_lr = dict(enable=False, base_batch_size=32)
+auto_scale_lr = dict(enable=False, base_batch_size=16)

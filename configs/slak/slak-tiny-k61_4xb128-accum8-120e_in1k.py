@@ -1,6 +1,6 @@
 # Kernel-size study: SLaK-T, 120 epochs, stage kernels 61, 59, 57, 13
 # (paper: 81.5 top-1, 31M params, 5.2G FLOPs).
 # The 120-epoch recipe of the k51 config, other kernels.
-_base_ = ['./slak-tiny-k51_32xb128-120e_in1k.py']
+_base_ = ['./slak-tiny-k51_4xb128-accum8-120e_in1k.py']
 
 model = dict(backbone=dict(kernel_sizes=(61, 59, 57, 13)))

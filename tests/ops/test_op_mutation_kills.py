@@ -9,6 +9,7 @@ kernel counts a call, a direct pass ``convolution`` (forward, input
 gradient) or ``convolution_backward`` (weight gradient) on a tensor laid out
 channels_last (``'cl'``) or NCHW (``'nchw'``).
 """
+import collections
 import re
 import types
 import warnings
@@ -636,26 +637,60 @@ def test_torch_only_plan_boundaries(monkeypatch, kh, kw, h, w, nchw_plan,
                 assert dc._fallback_plan(x, _kernel(kh, kw)) == plan
 
 
-def test_heuristic_plan_on_cuda_tunes_with_triton_else_native(monkeypatch):
-    """Without a GPU: a stand-in input whose device reads 'cuda'."""
+def test_heuristic_plan_on_cuda_is_fixed_triton_strips_else_native(
+        monkeypatch):
+    """Without a GPU: a stand-in input whose device reads 'cuda'. The CUDA
+    default is a rule per shape class, never timed."""
     fake = types.SimpleNamespace(
         device=types.SimpleNamespace(type='cuda'), shape=(2, 4, 56, 56))
-    asked = []
-    monkeypatch.setattr(
-        dc, 'tune_plan', lambda x, w, with_grad: asked.append(
-            (x, w, with_grad)) or 'tuned')
+    monkeypatch.setattr(dc, 'time_fn', None)  # any timing would raise
     monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason', lambda x: None
                         if x is fake else 'not the input')
-    w = _kernel(51, 5)
-    assert dc.heuristic_plan(fake, w) == 'tuned'
-    with torch.no_grad():
-        assert dc.heuristic_plan(fake, w) == 'tuned'
-    assert asked == [(fake, w, True), (fake, w, False)]
+    triton = Plan('triton', 'triton', 'triton')
+    assert dc.heuristic_plan(fake, _kernel(51, 5)) == triton
+    assert dc.heuristic_plan(fake, _kernel(5, 51)) == triton
+    assert dc.heuristic_plan(fake, _kernel(5, 5)) is None  # 25 taps
+    assert dc.heuristic_plan(fake, _kernel(13, 5)) is None  # 65 taps
+    small = types.SimpleNamespace(device=fake.device, shape=(2, 4, 7, 9))
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
+                        lambda x: None)
+    assert dc.heuristic_plan(small, _kernel(51, 5)) is None  # 63 pixels
+    small.shape = (2, 4, 8, 8)
+    assert dc.heuristic_plan(small, _kernel(51, 5)) == triton
     monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
                         lambda x: 'no triton')
-    assert dc.heuristic_plan(fake, w) is None
-    assert dc.heuristic_plan(torch.empty(2, 4, 56, 56, device='meta'),
-                             w) is None
+    assert dc.heuristic_plan(fake, _kernel(51, 5)) is None
+    assert dc.heuristic_plan(
+        torch.empty(2, 4, 56, 56, device='meta'), _kernel(51, 5)) is None
+
+
+def test_deterministic_algorithms_never_pick_triton_weight_grad(
+        monkeypatch, fake_timer):
+    fake = types.SimpleNamespace(
+        device=types.SimpleNamespace(type='cuda'), shape=(2, 4, 56, 56))
+    monkeypatch.setattr(dc.triton_kernels, 'unavailable_reason',
+                        lambda x: None)
+    monkeypatch.setattr(dc, '_warned', set())
+    for name, cost in (('forward', 9), ('input_grad', 9), ('weight_grad', 0)):
+        monkeypatch.setitem(COSTS, name, dict(COSTS[name], triton=cost))
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.warns(UserWarning, match='deterministic'):
+            assert dc.heuristic_plan(fake, _kernel(51, 5)) == Plan(
+                'triton', 'triton', 'nchw')
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # said once, not per call
+            assert dc.heuristic_plan(fake, _kernel(51, 5)).weight_grad == \
+                'nchw'
+            # tuning: Triton (the cheapest) is no weight-gradient candidate
+            plan = dc.tune_plan(_map(8, 8), _kernel(5, 3))
+        assert plan.weight_grad == 'cpp'
+        assert ('weight_grad', 'triton') not in fake_timer
+    finally:
+        torch.use_deterministic_algorithms(old)
+    # not deterministic: another cache key, Triton's weight gradient wins
+    assert dc.tune_plan(_map(8, 8), _kernel(5, 3)).weight_grad == 'triton'
 
 
 def test_candidate_strategies(monkeypatch):
@@ -679,26 +714,26 @@ COSTS = dict(
 def fake_timer(monkeypatch):
     """tune_plan's timer replaced (timing is out of scope): each timed
     function runs once and costs what COSTS says for its pass."""
-    monkeypatch.setattr(dc, '_tuned', {})
+    monkeypatch.setattr(dc, '_tuned', collections.OrderedDict())
+    monkeypatch.setattr(dc, 'candidate_strategies',
+                        lambda x: tuple(COSTS['weight_grad']))
     timed = []
+    real_timed_pass = dc._timed_pass
 
-    def fake_time(fn, min_run_time):
+    def timed_pass(name, strategy, *tensors):
+        fn = real_timed_pass(name, strategy, *tensors)
+        return types.SimpleNamespace(fn=fn, name=name, strategy=strategy)
+
+    def fake_time(call, min_run_time):
         assert min_run_time > 0  # blocked_autorange, not a single call
-        *tensors, plan = fn.__defaults__
-        strategy = plan.forward
-        assert plan == Plan(strategy, strategy, strategy)
-        if not tensors:
-            name = 'forward'
-        else:
-            xr, wr = tensors
-            assert xr.requires_grad != wr.requires_grad
-            name = 'input_grad' if xr.requires_grad else 'weight_grad'
-        with OpLog() as log:
-            fn()
-        assert log.strategy() == strategy, (name, strategy)
-        timed.append((name, strategy))
-        return types.SimpleNamespace(median=COSTS[name][strategy])
+        if call.strategy != 'triton':  # (no Triton on this CPU)
+            with OpLog() as log:
+                call.fn()
+            assert log.strategy() == call.strategy, call
+        timed.append((call.name, call.strategy))
+        return types.SimpleNamespace(median=COSTS[call.name][call.strategy])
 
+    monkeypatch.setattr(dc, '_timed_pass', timed_pass)
     monkeypatch.setattr(dc, 'time_fn', fake_time)
     return timed
 
@@ -724,21 +759,49 @@ def test_tune_plan_keeps_each_pass_fastest_and_caches_per_key(fake_timer):
     assert len(dc._tuned) == 6
 
 
-def test_plan_for_forced_then_tuned_then_heuristic(monkeypatch):
+def test_plan_for_forced_then_tuned_then_heuristic(fake_timer):
     x, w = _map(8, 8), _kernel(11, 1)
-    asked = []
-    monkeypatch.setattr(
-        dc, 'tune_plan', lambda x_, w_, with_grad: asked.append(
-            (x_ is x, w_ is w, with_grad)) or 'tuned')
-    assert dc.plan_for(x, w) == dc.heuristic_plan(x, w) == Plan(
-        'nchw', 'nchw', 'cpp')
+    heuristic = Plan('nchw', 'nchw', 'cpp')
+    assert dc.plan_for(x, w) == dc.heuristic_plan(x, w) == heuristic
     with dispatch('tune'):
-        assert dc.plan_for(x, w) == 'tuned'
-        with torch.no_grad():
-            assert dc.plan_for(x, w) == 'tuned'
+        # never tuned: the heuristic, and nothing is timed
+        assert dc.plan_for(x, w) == heuristic and not fake_timer
+        tuned = dc.tune_plan(x, w)
+        fake_timer.clear()
+        assert tuned != heuristic
+        assert dc.plan_for(x, w) == tuned
+        with torch.no_grad():  # tuned with gradients only
+            assert dc.plan_for(x, w) == heuristic
         with dispatch(plan=Plan('fft', 'fft', 'fft')):
             assert dc.plan_for(x, w) == Plan('fft', 'fft', 'fft')
-    assert asked == [(True, True, True), (True, True, False)]
+    assert dc.plan_for(x, w) == heuristic
+    assert not fake_timer
+
+
+def test_tuned_cache_is_bounded_lru(monkeypatch, fake_timer):
+    monkeypatch.setattr(dc, 'TUNED_CACHE_SIZE', 2)
+    a, b, c = ((_map(8, s), _kernel(5, 3)) for s in (8, 9, 10))
+    dc.tune_plan(*a)
+    dc.tune_plan(*b)
+    dc.tune_plan(*a)  # a is now the most recently used
+    dc.tune_plan(*c)  # evicts b
+    assert len(dc._tuned) == 2
+    fake_timer.clear()
+    dc.tune_plan(*a)
+    assert not fake_timer  # kept
+    dc.tune_plan(*b)
+    assert fake_timer  # evicted: timed again
+
+
+def test_tuning_leaves_the_global_rng_alone(monkeypatch):
+    monkeypatch.setattr(dc, '_tuned', collections.OrderedDict())
+    monkeypatch.setattr(
+        dc, 'time_fn',
+        lambda fn, min_run_time: [fn()] and types.SimpleNamespace(median=1.))
+    x, w = _map(8, 8), _kernel(5, 3)
+    state = torch.get_rng_state()
+    dc.tune_plan(x, w)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 # ------------------------------------------------- autocast like conv2d

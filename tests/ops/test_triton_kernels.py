@@ -1,10 +1,12 @@
 """The Triton kernels (strategy 'triton') against float64 F.conv2d, on the
 CPU through Triton's interpreter (TRITON_INTERPRET=1, set in a child
 process so this process's Triton stays compiled) and on CUDA when there."""
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -45,6 +47,11 @@ def ref(x, w, b, g):
 def err(a, r):
     return ((a.double() - r).abs().max() / r.abs().max()).item()
 
+# test-side spy: count the kernel launches (the triton path ran)
+launched = []
+real_launch = tk._launch
+tk._launch = lambda *a, **k: launched.append(a[0]) or real_launch(*a, **k)
+
 torch.manual_seed(0)
 out = dict(file=mmslak.__file__, errors=[])
 for n, c, h, w, kh, kw, cl, dt, call in json.loads(sys.argv[1]):
@@ -55,7 +62,7 @@ for n, c, h, w, kh, kw, cl, dt, call in json.loads(sys.argv[1]):
     wt = (torch.randn(c, 1, kh, kw) / (kh * kw) ** .5).to(dt)
     b = torch.randn(c).to(dt)
     g = torch.randn(n, c, h, w).to(dt)
-    before = tk.launches()
+    before = len(launched)
     if call == 'op':
         xl = x.detach().requires_grad_()
         wl = wt.detach().requires_grad_()
@@ -66,7 +73,7 @@ for n, c, h, w, kh, kw, cl, dt, call in json.loads(sys.argv[1]):
         got = (tk.forward(x, wt, b), tk.forward(g, wt, flip=True),
                tk.weight_grad(g, x, kh, kw))
     out['errors'].append([err(a, r) for a, r in zip(got, ref(x, wt, b, g))]
-                         + [tk.launches() - before])
+                         + [len(launched) - before])
 print(json.dumps(out))
 '''
 
@@ -91,6 +98,64 @@ def test_triton_kernels_interpreted_on_cpu():
         tol = 1e-4 if case[7] == 'float32' else 2e-2
         assert launches == 3, (case, launches)  # the triton path ran
         assert max(e_y, e_gx, e_gw) <= tol, (case, e_y, e_gx, e_gw)
+
+
+def test_every_launch_runs_under_its_tensors_device(monkeypatch):
+    """Issue 22 item 5: Triton launches on the *current* CUDA device; a
+    tensor on cuda:1 needs a device guard around each launch. Without a GPU:
+    spy on torch.cuda.device and on the launched kernel."""
+    from mmslak.ops import triton_kernels as tk
+    current = ['cuda:0']
+
+    @contextlib.contextmanager
+    def device_guard(dev):
+        old, current[0] = current[0], str(dev)
+        yield
+        current[0] = old
+
+    class Kernel:
+
+        def __init__(self, name):
+            self.name, self.seen = name, []
+
+        def __getitem__(self, grid):
+            return lambda *a, **k: self.seen.append(current[0])
+
+    kernels = types.SimpleNamespace(
+        dwconv_fwd_kernel=Kernel('fwd'), dwconv_wgrad_kernel=Kernel('wgrad'))
+    monkeypatch.setattr(tk, '_kernels', lambda: kernels)
+    monkeypatch.setattr(torch.cuda, 'device', device_guard)
+    x = torch.randn(1, 2, 4, 4)
+    on_gpu1 = types.SimpleNamespace(device=torch.device('cuda:1'))
+    tk._launch(kernels.dwconv_fwd_kernel, (1, ), on_gpu1)
+    assert kernels.dwconv_fwd_kernel.seen == ['cuda:1']
+    assert current == ['cuda:0']  # restored
+    # the CPU (interpreter) path takes no CUDA guard
+    tk.forward(x, torch.randn(2, 1, 3, 3))
+    tk.weight_grad(x, x, 3, 3)
+    assert kernels.dwconv_fwd_kernel.seen == ['cuda:1', 'cuda:0']
+    assert kernels.dwconv_wgrad_kernel.seen == ['cuda:0']
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason='needs two GPUs')
+def test_triton_on_the_second_gpu():
+    import torch.nn.functional as F
+    x = torch.randn(1, 8, 20, 20, device='cuda:1', requires_grad=True)
+    w = torch.randn(8, 1, 51, 5, device='cuda:1', requires_grad=True)
+    with torch.cuda.device(0), dispatch(
+            plan=Plan('triton', 'triton', 'triton')):
+        y = depthwise_conv2d(x, w)
+        y.sum().backward()
+        gx, gw = x.grad, w.grad
+        x.grad = w.grad = None
+        ref = F.conv2d(x.double(), w.double(), padding=(25, 2), groups=8)
+        ref.sum().backward()
+    torch.testing.assert_close(y.double(), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gx, x.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-4, atol=1e-3)
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):

@@ -257,37 +257,81 @@ def _weight_grad_pass(grad, x, weight, strategy, size):
         (False, True, False))[1]
 
 
-class _DepthwiseConv(torch.autograd.Function):
-    """Depthwise same-padded convolution whose passes follow a Plan."""
+# The three passes are torch.library custom ops with fake (shape-only)
+# implementations, so that torch.compile traces SLaK without graph breaks
+# (and CUDA graphs can capture it): torch has no depthwise op with per-pass
+# strategies, hence our own ops.
+@torch.library.custom_op('mmslak::dwconv_forward', mutates_args=())
+def _forward_op(x: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor], plan: str) -> torch.Tensor:
+    """``plan``: the :class:`Plan`'s strategies joined by commas."""
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    return _like(
+        _forward_pass(x, weight, bias,
+                      plan.split(',')[0], size)[0], x)
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, plan: Plan):
-        size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
-        y, w_spec = _forward_pass(x, weight, bias, plan.forward, size)
-        ctx.plan = plan
-        ctx.size = size
-        ctx.has_bias = bias is not None
-        ctx.w_spec = w_spec if plan.input_grad == 'fft' else None
-        ctx.save_for_backward(x, weight)
-        return _like(y, x)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        plan, size = ctx.plan, ctx.size
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _input_grad_pass(grad, weight, plan.input_grad, size,
-                                      ctx.w_spec)
-            grad_x = _like(grad_x.to(x.dtype), x)
-        if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad_pass(grad, x, weight, plan.weight_grad, size)
-            grad_w = grad_w.to(weight.dtype).reshape(weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(dim=(0, 2, 3))
-        ctx.w_spec = None
-        return grad_x, grad_w, grad_b, None
+@_forward_op.register_fake
+def _forward_fake(x, weight, bias, plan):
+    return torch.empty(
+        x.shape,
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=memory_format_of(x))
+
+
+@torch.library.custom_op('mmslak::dwconv_input_grad', mutates_args=())
+def _input_grad_op(grad: torch.Tensor, weight: torch.Tensor, x: torch.Tensor,
+                   strategy: str) -> torch.Tensor:
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    grad_x = _input_grad_pass(grad, weight, strategy, size, None)
+    return _like(grad_x.to(x.dtype), x)
+
+
+@_input_grad_op.register_fake
+def _input_grad_fake(grad, weight, x, strategy):
+    return _forward_fake(x, weight, None, strategy)
+
+
+@torch.library.custom_op('mmslak::dwconv_weight_grad', mutates_args=())
+def _weight_grad_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                    strategy: str) -> torch.Tensor:
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    grad_w = _weight_grad_pass(grad, x, weight, strategy, size)
+    return grad_w.to(weight.dtype).reshape(weight.shape).contiguous()
+
+
+@_weight_grad_op.register_fake
+def _weight_grad_fake(grad, x, weight, strategy):
+    return weight.new_empty(weight.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, plan = inputs
+    ctx.plan = Plan(*plan.split(','))
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(x, weight)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    grad_x = grad_w = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _input_grad_op(grad, weight, x, ctx.plan[1])
+    if ctx.needs_input_grad[1]:
+        grad_w = _weight_grad_op(grad, x, weight, ctx.plan[2])
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_b = grad.sum(dim=(0, 2, 3))
+    return grad_x, grad_w, grad_b, None
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+           plan: Plan) -> torch.Tensor:
+    """The convolution with its passes run as ``plan`` says."""
+    return _forward_op(x, weight, bias, ','.join(plan))
 
 
 # --------------------------------------------------------------- dispatch
@@ -414,7 +458,7 @@ def _timed_pass(name, strategy, xs, ws, gs):
     """A call running pass ``name`` of ``Plan(strategy x 3)`` once."""
     plan = Plan(*([strategy] * 3))
     if name == 'forward':
-        return lambda: _DepthwiseConv.apply(xs, ws, None, plan)
+        return lambda: _apply(xs, ws, None, plan)
     idx = Plan._fields.index(name) - 1
     leaves = [
         xs.detach().requires_grad_(idx == 0),
@@ -423,7 +467,7 @@ def _timed_pass(name, strategy, xs, ws, gs):
 
     def fn():
         with torch.enable_grad():
-            y = _DepthwiseConv.apply(leaves[0], leaves[1], None, plan)
+            y = _apply(leaves[0], leaves[1], None, plan)
             torch.autograd.grad(y, leaves[idx], gs)
 
     return fn
@@ -565,4 +609,4 @@ def depthwise_conv2d(x: torch.Tensor,
         # All passes native: let autograd run aten's own backward.
         return F.conv2d(
             x, weight, bias, padding=(ch // 2, cw // 2), groups=x.shape[1])
-    return _DepthwiseConv.apply(x, weight, bias, plan)
+    return _apply(x, weight, bias, plan)

@@ -283,3 +283,60 @@ def test_autocast_fp16_cuda():
     assert_rel_close(y.float(), reference(x.double(),
                                           w.detach().double()), 5e-3,
                      'fp16 output')
+
+
+# ------------------------------------------------------- torch.compile
+@pytest.mark.parametrize('plan', ['nchw,cl,fft', 'cpp,cpp,cpp', 'cl,fft,nchw'])
+def test_custom_ops_pass_opcheck(plan):
+    """Schema, fake (meta) implementations and autograd registration are
+    consistent with the real ops (torch.library.opcheck)."""
+    from mmslak.ops import depthwise_conv as dc
+    if 'cpp' in plan and not cpu_kernel.available():
+        pytest.skip('compiled CPU kernel unavailable')
+    x = torch.randn(2, 3, 9, 10, requires_grad=True)
+    w = torch.randn(3, 1, 7, 5, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    for args in [(x, w, b, plan),
+                 (x.detach().contiguous(
+                     memory_format=torch.channels_last).requires_grad_(), w,
+                  None, plan)]:
+        torch.library.opcheck(dc._forward_op, args)
+    g = torch.randn(2, 3, 9, 10)
+    torch.library.opcheck(dc._input_grad_op,
+                          (g, w.detach(), x.detach(), plan.split(',')[1]))
+    torch.library.opcheck(dc._weight_grad_op,
+                          (g, x.detach(), w.detach(), plan.split(',')[2]))
+
+
+def test_compiled_slak_has_no_graph_break_and_matches_eager():
+    """Issue 22 item 6: torch.compile traces a whole (tiny) SLaK, large
+    kernels, crop and plan choice included, as one graph, and computes
+    what eager does (outputs and every parameter's gradient)."""
+    import torch._dynamo
+
+    from mmslak.models.backbones.slak import SLaK
+    torch.manual_seed(0)
+    model = SLaK(
+        arch=dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16]),
+        kernel_sizes=(13, 11, 9, 7),
+        width_factor=1.0,
+        out_indices=(0, 1, 2, 3),
+        gap_before_final_norm=False)
+    x = torch.randn(2, 3, 64, 64)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+    def step(m):
+        model.zero_grad()
+        outs = m(x)
+        sum((o * o).mean() for o in outs).backward()
+        return [o.detach()
+                for o in outs] + [p.grad.clone() for p in model.parameters()]
+
+    eager = step(model)
+    compiled = step(torch.compile(model, backend='aot_eager', fullgraph=True))
+    assert len(compiled) == len(eager)
+    for c, e in zip(compiled, eager):
+        torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-6)

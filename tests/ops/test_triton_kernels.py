@@ -187,3 +187,56 @@ def test_triton_cuda(dtype, tol):
     yr.backward(g.to(dtype).double())
     for a, r in ((y, yr), (xl.grad, xr.grad), (wl.grad, wr.grad)):
         assert ((a.double() - r).abs().max() / r.abs().max()).item() <= tol
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('kh,kw', [(51, 5), (5, 51)])  # both strips
+@pytest.mark.parametrize('cl', [True, False])  # channels_last and NCHW
+@pytest.mark.parametrize('amp,tol', [(None, 1e-4), (torch.float16, 5e-3),
+                                     (torch.bfloat16, 2e-2)])
+def test_triton_cuda_strips_layouts_bias_autocast(kh, kw, cl, amp, tol):
+    """The default CUDA plan on SLaK's strips (Triton), with a bias, in both
+    layouts, in fp32 and under autocast, against float64."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    x = torch.randn(2, 24, 28, 30, device='cuda')
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(24, 1, kh, kw, device='cuda') / 16).requires_grad_()
+    b = torch.randn(24, device='cuda', requires_grad=True)
+    xl = x.clone().requires_grad_()
+    g = torch.randn_like(x)
+    with torch.autocast(
+            'cuda', dtype=amp or torch.float16, enabled=amp is not None):
+        y = depthwise_conv2d(xl, w, b)
+    assert y.dtype == (amp or torch.float32)
+    y.backward(g.to(y.dtype))
+    cast = (lambda t: t.to(amp).double()) if amp else (lambda t: t.double())
+    xr, wr, br = (cast(t.detach()).requires_grad_() for t in (x, w, b))
+    yr = F.conv2d(xr, wr, br, padding=(kh // 2, kw // 2), groups=24)
+    yr.backward(cast(g))
+    for a, r in ((y, yr), (xl.grad, xr.grad), (w.grad, wr.grad), (b.grad,
+                                                                  br.grad)):
+        assert ((a.double() - r).abs().max() / r.abs().max()).item() <= tol
+
+
+@pytest.mark.cuda
+def test_amp_training_step_on_cuda():
+    """One AMP step (GradScaler) of a large-kernel layer: finite loss and
+    gradients, weights move."""
+    from mmslak.models.layers.large_kernel import LargeKernelDWConv2d
+    layer = LargeKernelDWConv2d(16, (51, 5), bias=True).cuda()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler('cuda')
+    x = torch.randn(
+        2, 16, 32, 32,
+        device='cuda').contiguous(memory_format=torch.channels_last)
+    before = layer.weight.detach().clone()
+    with torch.autocast('cuda', dtype=torch.float16):
+        loss = layer(x).float().pow(2).mean()
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(layer.weight.grad).all()
+    assert not torch.equal(before, layer.weight.detach())

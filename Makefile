@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON_ENV = $$(bash tools/setup_env.sh)
 LINT_PATHS = mmslak tools tests configs setup.py
 
-.PHONY: env demo test lint unit format mutation
+.PHONY: env demo test lint unit format mutation gpu-check
 
 env:
 	@bash tools/setup_env.sh >/dev/null
@@ -37,3 +37,7 @@ format:
 ## make mutation MODULE=mmslak/sparse/prune_grow.py TESTS="tests/sparse"
 mutation:
 	@PY=$(PYTHON_ENV); $$PY tools/misc/mutation.py $(MODULE) $(TESTS)
+
+## GPU acceptance check (one GPU, < 10 min; says so and exits 0 without one).
+gpu-check:
+	@PY=$(PYTHON_ENV); PY=$$PY bash tools/misc/gpu_check.sh

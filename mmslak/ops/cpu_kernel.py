@@ -96,6 +96,8 @@ def _build(verbose: bool = False) -> None:
         verbose=verbose)
 
 
+# torch.compile: run (and build) here, not traced; the result is constant.
+@torch.compiler.assume_constant_result
 def available() -> bool:
     """Build (once per process) and load the kernel; False, with one
     warning, where that is not possible."""

@@ -17,8 +17,12 @@ compiled extension:
   gradient of a large depthwise kernel runs far below peak in oneDNN, and its
   FFT formulation is several times faster: that "hybrid" is the usual plan.
 * **Dispatch.** :func:`plan_for` picks a :class:`Plan` per (device, dtype,
-  shape) with a measured heuristic (the default) or, in ``'tune'`` mode, by
-  timing every candidate once and caching the winner (:func:`set_dispatch`).
+  shape) with a fixed, measured heuristic per shape class (the default, on
+  the CPU and on CUDA alike: every run and every DDP rank computes the same
+  way). Timing candidates happens only on request, ahead of time, through
+  :func:`tune_plan`; in ``'tune'`` mode :func:`plan_for` uses the plans so
+  tuned (heuristic for shapes never tuned). Nothing is ever timed inside a
+  model's forward (a checkpoint's recompute would recurse).
 
 ``set_dispatch('reference')`` (or the context manager :func:`dispatch`)
 turns all of it off: plain NCHW ``F.conv2d`` as in the reference code, which
@@ -27,7 +31,8 @@ the benchmark and the tests compare against.
 import contextlib
 import os
 import warnings
-from typing import Dict, NamedTuple, Optional, Tuple
+from collections import OrderedDict
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -71,12 +76,17 @@ _state = dict(
 if _state['mode'] not in _MODES:
     raise ValueError(f'MMSLAK_DWCONV_DISPATCH must be one of {list(_MODES)}'
                      f', got {_state["mode"]!r}')
-_tuned: Dict[tuple, Plan] = {}
+# Plans tuned by tune_plan, least recently used first; bounded so that
+# varying input sizes (detection) cannot grow it without limit.
+TUNED_CACHE_SIZE = 256
+_tuned: 'OrderedDict[tuple, Plan]' = OrderedDict()
+_warned = set()
 
 
 def set_dispatch(mode: str) -> None:
     """Select how plans are chosen: ``'heuristic'`` (default), ``'tune'``
-    (time every candidate once per shape, cache the fastest) or
+    (the plans :func:`tune_plan` timed ahead of time, the heuristic for
+    shapes it did not see) or
     ``'reference'`` (plain NCHW ``F.conv2d``, no crop).
 
     The environment variable ``MMSLAK_DWCONV_DISPATCH`` sets the initial
@@ -247,37 +257,81 @@ def _weight_grad_pass(grad, x, weight, strategy, size):
         (False, True, False))[1]
 
 
-class _DepthwiseConv(torch.autograd.Function):
-    """Depthwise same-padded convolution whose passes follow a Plan."""
+# The three passes are torch.library custom ops with fake (shape-only)
+# implementations, so that torch.compile traces SLaK without graph breaks
+# (and CUDA graphs can capture it): torch has no depthwise op with per-pass
+# strategies, hence our own ops.
+@torch.library.custom_op('mmslak::dwconv_forward', mutates_args=())
+def _forward_op(x: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor], plan: str) -> torch.Tensor:
+    """``plan``: the :class:`Plan`'s strategies joined by commas."""
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    return _like(
+        _forward_pass(x, weight, bias,
+                      plan.split(',')[0], size)[0], x)
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, plan: Plan):
-        size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
-        y, w_spec = _forward_pass(x, weight, bias, plan.forward, size)
-        ctx.plan = plan
-        ctx.size = size
-        ctx.has_bias = bias is not None
-        ctx.w_spec = w_spec if plan.input_grad == 'fft' else None
-        ctx.save_for_backward(x, weight)
-        return _like(y, x)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        plan, size = ctx.plan, ctx.size
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _input_grad_pass(grad, weight, plan.input_grad, size,
-                                      ctx.w_spec)
-            grad_x = _like(grad_x.to(x.dtype), x)
-        if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad_pass(grad, x, weight, plan.weight_grad, size)
-            grad_w = grad_w.to(weight.dtype).reshape(weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(dim=(0, 2, 3))
-        ctx.w_spec = None
-        return grad_x, grad_w, grad_b, None
+@_forward_op.register_fake
+def _forward_fake(x, weight, bias, plan):
+    return torch.empty(
+        x.shape,
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=memory_format_of(x))
+
+
+@torch.library.custom_op('mmslak::dwconv_input_grad', mutates_args=())
+def _input_grad_op(grad: torch.Tensor, weight: torch.Tensor, x: torch.Tensor,
+                   strategy: str) -> torch.Tensor:
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    grad_x = _input_grad_pass(grad, weight, strategy, size, None)
+    return _like(grad_x.to(x.dtype), x)
+
+
+@_input_grad_op.register_fake
+def _input_grad_fake(grad, weight, x, strategy):
+    return _forward_fake(x, weight, None, strategy)
+
+
+@torch.library.custom_op('mmslak::dwconv_weight_grad', mutates_args=())
+def _weight_grad_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                    strategy: str) -> torch.Tensor:
+    size = fft_shape(*x.shape[-2:], *weight.shape[-2:])
+    grad_w = _weight_grad_pass(grad, x, weight, strategy, size)
+    return grad_w.to(weight.dtype).reshape(weight.shape).contiguous()
+
+
+@_weight_grad_op.register_fake
+def _weight_grad_fake(grad, x, weight, strategy):
+    return weight.new_empty(weight.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, plan = inputs
+    ctx.plan = Plan(*plan.split(','))
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(x, weight)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    grad_x = grad_w = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _input_grad_op(grad, weight, x, ctx.plan[1])
+    if ctx.needs_input_grad[1]:
+        grad_w = _weight_grad_op(grad, x, weight, ctx.plan[2])
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_b = grad.sum(dim=(0, 2, 3))
+    return grad_x, grad_w, grad_b, None
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+           plan: Plan) -> torch.Tensor:
+    """The convolution with its passes run as ``plan`` says."""
+    return _forward_op(x, weight, bias, ','.join(plan))
 
 
 # --------------------------------------------------------------- dispatch
@@ -307,14 +361,10 @@ def heuristic_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     forward and input gradient and an FFT weight gradient; other kernels
     as :func:`_fallback_plan` says.
 
-    CUDA: with Triton installed, the passes' strategies (cuDNN NCHW / cuDNN
-    channels_last / FFT / Triton) are timed once per shape and the fastest
-    kept (:func:`tune_plan`, like ``cudnn.benchmark``); else native.
+    CUDA: see :func:`_cuda_plan`.
     """
     if x.device.type == 'cuda':
-        if triton_kernels.unavailable_reason(x) is None:
-            return tune_plan(x, weight, with_grad=torch.is_grad_enabled())
-        return None
+        return _cuda_plan(x, weight)
     if x.device.type != 'cpu':
         return None
     kh, kw = weight.shape[-2:]
@@ -354,6 +404,46 @@ def _fallback_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     return Plan('cl', 'cl', 'nchw' if small_map else 'cl')
 
 
+def _cuda_plan(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
+    """The CUDA plan: a fixed rule per shape class, never timed.
+
+    * kernels with >= 100 taps on maps of >= 64 pixels (SLaK's strips):
+      all three passes in Triton;
+    * everything else (the 5x5 branch, stage 4's small maps): native cuDNN.
+
+    Basis (not yet measured on a GPU here, be honest): RepLKNet and SLaK
+    report that cuDNN runs large depthwise kernels far below peak (why the
+    reference ships its own implicit-GEMM kernel), while small ones are
+    cuDNN's best case. ``tools/analysis/benchmark.py --device cuda`` prints
+    per shape and pass the Triton vs cuDNN ratio that confirms (> 1) or
+    refutes (< 1) each rule. Under ``torch.use_deterministic_algorithms``
+    the weight gradient runs in cuDNN instead (Triton's accumulates with
+    atomics, whose order varies), with a warning once.
+    """
+    if triton_kernels.unavailable_reason(x) is not None:
+        return None
+    kh, kw = weight.shape[-2:]
+    h, w = x.shape[-2:]
+    if kh * kw < 100 or h * w < 64:
+        return None
+    return Plan('triton', 'triton', _deterministic_weight_grad('triton'))
+
+
+def _deterministic_weight_grad(strategy: str) -> str:
+    """``strategy`` for the weight gradient, or ``'nchw'`` (cuDNN/aten)
+    instead of Triton's atomics under deterministic algorithms."""
+    if strategy != 'triton' or \
+            not torch.are_deterministic_algorithms_enabled():
+        return strategy
+    if 'deterministic' not in _warned:
+        _warned.add('deterministic')
+        warnings.warn(
+            'depthwise_conv2d: torch.use_deterministic_algorithms(True): the '
+            "weight gradient runs 'nchw' (aten) instead of Triton, whose "
+            'atomic accumulation is not deterministic', UserWarning)
+    return 'nchw'
+
+
 def candidate_strategies(x: torch.Tensor) -> Tuple[str, ...]:
     """The strategies that can run on ``x``'s device here."""
     names = ['nchw', 'cl', 'fft']
@@ -364,53 +454,78 @@ def candidate_strategies(x: torch.Tensor) -> Tuple[str, ...]:
     return tuple(names)
 
 
+def _timed_pass(name, strategy, xs, ws, gs):
+    """A call running pass ``name`` of ``Plan(strategy x 3)`` once."""
+    plan = Plan(*([strategy] * 3))
+    if name == 'forward':
+        return lambda: _apply(xs, ws, None, plan)
+    idx = Plan._fields.index(name) - 1
+    leaves = [
+        xs.detach().requires_grad_(idx == 0),
+        ws.detach().requires_grad_(idx == 1)
+    ]
+
+    def fn():
+        with torch.enable_grad():
+            y = _apply(leaves[0], leaves[1], None, plan)
+            torch.autograd.grad(y, leaves[idx], gs)
+
+    return fn
+
+
 def tune_plan(x: torch.Tensor,
               weight: torch.Tensor,
               with_grad: bool = True) -> Plan:
     """Time each strategy for each pass on random data of this shape and
-    return the fastest plan (cached per device, dtype and shape)."""
-    key = _shape_key(x, weight) + (with_grad, )
+    return the fastest plan (cached per device, dtype and shape, at most
+    :data:`TUNED_CACHE_SIZE` shapes, least recently used dropped first).
+
+    Call it ahead of training, outside any forward (``'tune'`` mode then
+    uses the result). Random data comes from a private generator, so the
+    global RNG streams (dropout, drop-path masks) are untouched; under
+    deterministic algorithms Triton's weight gradient is not a candidate.
+    """
+    key = _shape_key(
+        x, weight) + (with_grad, torch.are_deterministic_algorithms_enabled())
     if key in _tuned:
+        _tuned.move_to_end(key)
         return _tuned[key]
-    xs = torch.randn_like(x)
-    ws = torch.randn_like(weight)
-    gs = torch.randn_like(x)
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    xs, ws, gs = (
+        torch.randn(t.shape, generator=gen, device=t.device, dtype=t.dtype)
+        for t in (x, weight, x))
     best = {}
-    for pass_idx, name in enumerate(Plan._fields):
-        if pass_idx > 0 and not with_grad:
+    for name in Plan._fields:
+        if name != 'forward' and not with_grad:
             best[name] = 'nchw'  # never run
             continue
         timings = {}
         for strategy in candidate_strategies(x):
-            plan = Plan(*([strategy] * 3))
+            if name == 'weight_grad' and \
+                    _deterministic_weight_grad(strategy) != strategy:
+                continue
             with torch.no_grad():
-                if name == 'forward':
-
-                    def fn(plan=plan):
-                        _DepthwiseConv.apply(xs, ws, None, plan)
-                else:
-                    xr = xs.detach().requires_grad_(name == 'input_grad')
-                    wr = ws.detach().requires_grad_(name == 'weight_grad')
-
-                    def fn(xr=xr, wr=wr, plan=plan):
-                        with torch.enable_grad():
-                            y = _DepthwiseConv.apply(xr, wr, None, plan)
-                            torch.autograd.grad(y, [xr, wr][pass_idx - 1], gs)
-
-            timings[strategy] = time_fn(fn, min_run_time=0.02).median
+                fn = _timed_pass(name, strategy, xs, ws, gs)
+                timings[strategy] = time_fn(fn, min_run_time=0.02).median
         best[name] = min(timings, key=timings.get)
-    plan = Plan(**best)
-    _tuned[key] = plan
+    _tuned[key] = plan = Plan(**best)
+    while len(_tuned) > TUNED_CACHE_SIZE:
+        _tuned.popitem(last=False)
     return plan
 
 
 def plan_for(x: torch.Tensor, weight: torch.Tensor) -> Optional[Plan]:
     """The plan :func:`depthwise_conv2d` uses for these inputs (after the
-    kernel crop); ``None`` for plain ``F.conv2d``."""
+    kernel crop); ``None`` for plain ``F.conv2d``. Never times anything."""
     if _state['forced'] is not None:
         return _state['forced']
     if _state['mode'] == 'tune':
-        return tune_plan(x, weight, with_grad=torch.is_grad_enabled())
+        key = _shape_key(
+            x, weight) + (torch.is_grad_enabled(),
+                          torch.are_deterministic_algorithms_enabled())
+        if key in _tuned:
+            _tuned.move_to_end(key)
+            return _tuned[key]
     return heuristic_plan(x, weight)
 
 
@@ -494,4 +609,4 @@ def depthwise_conv2d(x: torch.Tensor,
         # All passes native: let autograd run aten's own backward.
         return F.conv2d(
             x, weight, bias, padding=(ch // 2, cw // 2), groups=x.shape[1])
-    return _DepthwiseConv.apply(x, weight, bias, plan)
+    return _apply(x, weight, bias, plan)

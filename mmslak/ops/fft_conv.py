@@ -59,7 +59,8 @@ def fft_forward(x: torch.Tensor, w_spec: torch.Tensor,
     wrapped spectrum is ``w_spec``."""
     h, w = x.shape[-2:]
     spec = torch.fft.rfft2(x, s=size)
-    spec.mul_(w_spec.conj())
+    spec.mul_(w_spec.conj_physical())  # (a lazy conj view is lost under
+    # a dispatch mode, e.g. FlopCounterMode, once inside a custom op)
     return torch.fft.irfft2(spec, s=size)[..., :h, :w]
 
 
@@ -83,7 +84,7 @@ def fft_weight_grad(x: torch.Tensor, grad: torch.Tensor, kh: int, kw: int,
     x_spec = torch.fft.rfft2(x, s=size)
     g_spec = torch.fft.rfft2(grad, s=size)
     # sum_n conj(G) X, as a batched dot product over the batch axis.
-    prod = torch.einsum('nchw,nchw->chw', g_spec.conj(), x_spec)
+    prod = torch.einsum('nchw,nchw->chw', g_spec.conj_physical(), x_spec)
     corr = torch.fft.irfft2(prod, s=size)  # (C, Lh, Lw), lag d at d mod L
     ph, pw = kh // 2, kw // 2
     lh, lw = size

@@ -10,7 +10,7 @@ from .depthwise_conv import get_dispatch, memory_format_of  # noqa: F401
 # kernels run several times faster channels_last (and so does the rest of the
 # block, whose LayerNorm and MLP act on an (N, H, W, C) view); on CUDA
 # channels_last is what cuDNN's fast depthwise kernels expect.
-_PREFERRED = {'cpu': True, 'cuda': True}
+_CHANNELS_LAST_DEVICES = ('cpu', 'cuda')
 
 
 def preferred_memory_format(x: torch.Tensor,
@@ -36,7 +36,7 @@ def preferred_memory_format(x: torch.Tensor,
     elif get_dispatch() == 'reference':
         use = False
     else:
-        use = _PREFERRED.get(x.device.type, False)
+        use = x.device.type in _CHANNELS_LAST_DEVICES
         if use and x.device.type == 'cpu' and kernel_size is not None and \
                 kernel_size <= 13 and x.shape[-2] * x.shape[-1] < 28 * 28:
             use = False

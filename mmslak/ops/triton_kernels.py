@@ -6,6 +6,7 @@ On the CPU the kernels run only under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before this strategy's first use), which is how
 CI tests their numerics without a GPU.
 """
+import contextlib
 import importlib.util
 import os
 from typing import Optional
@@ -15,7 +16,7 @@ import torch
 _BW, _BC = 16, 32  # forward: output columns x channels per program
 _WG_BW, _WG_BJ = 16, 8  # columns x kernel taps per program (both kernels)
 _INTERP_MAX = 64  # interpreter: fewer, larger programs (numpy per op)
-_state = dict(module=None, launches=0)
+_state = dict(module=None)
 
 
 def interpreting() -> bool:
@@ -32,11 +33,6 @@ def unavailable_reason(x: torch.Tensor) -> Optional[str]:
             f'TRITON_INTERPRET=1), got a {x.device.type} tensor')
 
 
-def launches() -> int:
-    """Kernel launches so far in this process (tests check the path)."""
-    return _state['launches']
-
-
 def _block(default: int, size: int) -> int:
     if not interpreting():
         return default
@@ -48,6 +44,15 @@ def _kernels():
         from . import _triton_dwconv
         _state['module'] = _triton_dwconv
     return _state['module']
+
+
+def _launch(kernel, grid, first: torch.Tensor, *args, **meta) -> None:
+    """Launch ``kernel`` on the device of its tensors: Triton launches on
+    the *current* CUDA device, which need not be theirs (``cuda:1``)."""
+    guard = torch.cuda.device(first.device) if first.device.type == 'cuda' \
+        else contextlib.nullcontext()
+    with guard:
+        kernel[grid](first, *args, **meta)
 
 
 def _strides(t: torch.Tensor):
@@ -69,7 +74,9 @@ def forward(x: torch.Tensor,
     b = bias.contiguous() if bias is not None else wt
     bw, bj, bc = _block(_BW, w), _block(_WG_BJ, kw), _block(_BC, c)
     grid = (n * h, triton_cdiv(w, bw), triton_cdiv(c, bc))
-    _kernels().dwconv_fwd_kernel[grid](
+    _launch(
+        _kernels().dwconv_fwd_kernel,
+        grid,
         x,
         wt,
         b,
@@ -86,7 +93,6 @@ def forward(x: torch.Tensor,
         BW=bw,
         BJ=bj,
         BC=bc)
-    _state['launches'] += 1
     return y
 
 
@@ -100,7 +106,9 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int,
     bw, bj, bc = _block(_WG_BW, w), _block(_WG_BJ, kw), _block(_BC, c)
     nj = triton_cdiv(kw, bj)
     grid = (kh * nj, triton_cdiv(c, bc), n)
-    _kernels().dwconv_wgrad_kernel[grid](
+    _launch(
+        _kernels().dwconv_wgrad_kernel,
+        grid,
         x,
         grad,
         dw,
@@ -115,7 +123,6 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int,
         BW=bw,
         BJ=bj,
         BC=bc)
-    _state['launches'] += 1
     return dw.unsqueeze(1)
 
 

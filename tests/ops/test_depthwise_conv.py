@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from mmslak.ops import (Plan, cpu_kernel, cropped_kernel_size,
                         depthwise_conv2d, dispatch, get_dispatch,
@@ -76,10 +77,11 @@ def run_case(n,
     assert leaves[0].grad.is_contiguous(memory_format=fmt), case
 
 
-def sampled_cases(num, seed, max_work=1.5e7):
+def sampled_cases(num, seed, max_work=1.5e7, strategies=STRATEGIES):
     """Seeded sample of (n, c, h, w, kh, kw, channels_last, plan): kernel
     sizes 3..61 as strips (Kx5, 5xK) and squares, maps 7..512, non-square,
-    smaller than the kernel; capped in work to keep the sweep fast."""
+    smaller than the kernel; capped in work to keep the sweep fast;
+    forced plans drawn from ``strategies`` (the device's)."""
     rng = random.Random(seed)
     cases = []
     while len(cases) < num:
@@ -92,7 +94,7 @@ def sampled_cases(num, seed, max_work=1.5e7):
         ch, cw = cropped_kernel_size(kh, kw, h, w)
         if n * c * h * w * ch * cw > max_work:
             continue
-        plan = None if rng.random() < .4 else Plan(*(rng.choice(STRATEGIES)
+        plan = None if rng.random() < .4 else Plan(*(rng.choice(strategies)
                                                      for _ in range(3)))
         cases.append((n, c, h, w, kh, kw, rng.random() < .5, plan))
     return cases
@@ -190,11 +192,10 @@ def test_heuristic_plans():
     assert heuristic_plan(small_map,
                           torch.randn(8, 1, 13,
                                       5)) == Plan('nchw', 'nchw', 'cpp')
-    if torch.cuda.is_available():
-        assert heuristic_plan(x.cuda(), torch.randn(
-            8, 1, 51,
-            5)) in (None, tune_plan(x.cuda(),
-                                    torch.randn(8, 1, 51, 5).cuda()))
+    if torch.cuda.is_available():  # weight and input on the GPU
+        assert heuristic_plan(x.cuda(),
+                              torch.randn(8, 1, 51, 5).cuda()) == Plan(
+                                  'triton', 'triton', 'triton')
 
 
 def test_heuristic_plans_without_compiled_kernel(monkeypatch):
@@ -214,18 +215,38 @@ def test_heuristic_plans_without_compiled_kernel(monkeypatch):
                                          3)) == Plan('cl', 'cl', 'cl')
 
 
-def test_tune_mode_caches_a_valid_plan():
-    x = torch.randn(1, 4, 16, 16)
-    w = torch.randn(4, 1, 13, 5)
-    plan = tune_plan(x, w)
-    assert all(s in STRATEGIES for s in plan)
-    assert tune_plan(x, w) is plan
-    set_dispatch('tune')
-    try:
+def test_tune_mode_with_checkpoint_times_nothing_in_forward(monkeypatch):
+    """Issue 22 item 2: tuning inside a non-reentrant checkpoint's forward
+    (then its recompute) raised CheckpointError. Plans are tuned ahead of
+    time; the forward, the recompute and the backward only look them up."""
+    from mmslak.ops import depthwise_conv as dc
+    x = torch.randn(1, 4, 16, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 13, 5, dtype=torch.float64, requires_grad=True)
+
+    def block(a, b):
+        return depthwise_conv2d(a, b).tanh()
+
+    def step(cp):
+        x.grad = w.grad = None
+        y = checkpoint(block, x, w, use_reentrant=False) if cp else \
+            block(x, w)
+        y.sum().backward()
+        return y.detach(), x.grad, w.grad
+
+    with dispatch('tune'):
+        monkeypatch.setattr(dc, 'time_fn', None)  # timing would raise
+        first = step(cp=True)  # never tuned: the heuristic
+        monkeypatch.undo()
+        plan = tune_plan(x, w)
+        assert all(s in STRATEGIES for s in plan)
+        assert tune_plan(x, w) is plan
         assert plan_for(x, w) == plan
-        run_case(1, 4, 16, 16, 13, 5, False, None)
-    finally:
-        set_dispatch('heuristic')
+        monkeypatch.setattr(dc, 'time_fn', None)
+        got = step(cp=True)
+    expected = step(cp=False)
+    for a, b_, r in zip(first, got, expected):
+        torch.testing.assert_close(a, r)
+        torch.testing.assert_close(b_, r)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -246,10 +267,13 @@ def test_bad_inputs_raise_clear_errors():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize('case', sampled_cases(20, seed=11))
-def test_sweep_cuda(case):
+@pytest.mark.parametrize(
+    'case',
+    sampled_cases(20, seed=11, strategies=('nchw', 'cl', 'fft', 'triton')))
+def test_sweep_cuda(case, monkeypatch):
     *shape, cl, plan = case
-    torch.backends.cudnn.allow_tf32 = False
+    # exact fp32 in cuDNN for this test only (monkeypatch restores it)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
     run_case(*shape, cl, plan, device='cuda')
 
 
@@ -263,3 +287,60 @@ def test_autocast_fp16_cuda():
     assert_rel_close(y.float(), reference(x.double(),
                                           w.detach().double()), 5e-3,
                      'fp16 output')
+
+
+# ------------------------------------------------------- torch.compile
+@pytest.mark.parametrize('plan', ['nchw,cl,fft', 'cpp,cpp,cpp', 'cl,fft,nchw'])
+def test_custom_ops_pass_opcheck(plan):
+    """Schema, fake (meta) implementations and autograd registration are
+    consistent with the real ops (torch.library.opcheck)."""
+    from mmslak.ops import depthwise_conv as dc
+    if 'cpp' in plan and not cpu_kernel.available():
+        pytest.skip('compiled CPU kernel unavailable')
+    x = torch.randn(2, 3, 9, 10, requires_grad=True)
+    w = torch.randn(3, 1, 7, 5, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    for args in [(x, w, b, plan),
+                 (x.detach().contiguous(
+                     memory_format=torch.channels_last).requires_grad_(), w,
+                  None, plan)]:
+        torch.library.opcheck(dc._forward_op, args)
+    g = torch.randn(2, 3, 9, 10)
+    torch.library.opcheck(dc._input_grad_op,
+                          (g, w.detach(), x.detach(), plan.split(',')[1]))
+    torch.library.opcheck(dc._weight_grad_op,
+                          (g, x.detach(), w.detach(), plan.split(',')[2]))
+
+
+def test_compiled_slak_has_no_graph_break_and_matches_eager():
+    """Issue 22 item 6: torch.compile traces a whole (tiny) SLaK, large
+    kernels, crop and plan choice included, as one graph, and computes
+    what eager does (outputs and every parameter's gradient)."""
+    import torch._dynamo
+
+    from mmslak.models.backbones.slak import SLaK
+    torch.manual_seed(0)
+    model = SLaK(
+        arch=dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16]),
+        kernel_sizes=(13, 11, 9, 7),
+        width_factor=1.0,
+        out_indices=(0, 1, 2, 3),
+        gap_before_final_norm=False)
+    x = torch.randn(2, 3, 64, 64)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+    def step(m):
+        model.zero_grad()
+        outs = m(x)
+        sum((o * o).mean() for o in outs).backward()
+        return [o.detach()
+                for o in outs] + [p.grad.clone() for p in model.parameters()]
+
+    eager = step(model)
+    compiled = step(torch.compile(model, backend='aot_eager', fullgraph=True))
+    assert len(compiled) == len(eager)
+    for c, e in zip(compiled, eager):
+        torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-6)

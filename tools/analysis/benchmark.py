@@ -446,6 +446,10 @@ def bench_ops_cuda(args, results):
     igemm = _implicit_gemm()
     print(f'\nCUDA per shape and pass, batch {bs} x {size}: ms per call '
           f'(speed-up of Triton over the best cuDNN layout)')
+    print('  The default CUDA plan (mmslak.ops.heuristic_plan) runs Triton '
+          'on the strips (>= 100 taps, maps >= 8x8), cuDNN elsewhere: a '
+          'ratio > 1x on a strip row confirms it, < 1x on a strip row (or '
+          '> 1x on another) refutes it ("plan" column: its choice).')
     for dtype in (torch.float16, torch.float32):
         print(f'  {dtype}')
         for label, xs, (kh, kw), stage in op_shapes(bs, size):
@@ -459,7 +463,8 @@ def bench_ops_cuda(args, results):
             if igemm is not None and dtype == torch.float32:
                 fns['igemm_fwd'] = lambda: (igemm.apply(x, w), sync('cuda'))
             med = time_round_robin(fns, max(3, args.repeats), label)
-            line = f'    {label:<16}'
+            planned = dc.heuristic_plan(x, w)
+            line = f'    {label:<16} plan {"triton" if planned else "cudnn"}'
             for p in PASSES:
                 cudnn = min(med[f'cl_{p}'], med[f'nchw_{p}'])
                 line += (f' {p} triton {med[f"triton_{p}"] * 1e3:7.3f} '

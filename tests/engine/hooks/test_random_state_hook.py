@@ -4,7 +4,9 @@ between validations). The real recipe end to end is in
 test_fault_injection.py."""
 import os.path as osp
 import random
+from types import SimpleNamespace
 
+import mmengine.dist
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import save_checkpoint
@@ -19,7 +23,8 @@ from torch.utils.data import Dataset
 
 import mmslak  # noqa: F401
 from mmslak.checkpoint import load_checkpoint_file
-from mmslak.engine.hooks.random_state_hook import (capture_random_state,
+from mmslak.engine.hooks.random_state_hook import (RandomStateHook,
+                                                   capture_random_state,
                                                    restore_random_state)
 from mmslak.utils.cli import seed_from_resumed_checkpoint
 
@@ -173,3 +178,86 @@ def test_seed_none_resumes_with_the_checkpoint_seed(tmp_path):
         seed_from_resumed_checkpoint(cfg)
         assert cfg.randomness.seed == given['randomness']['seed']
     assert osp.isfile(tmp_path / 'iter_2.pth')
+
+
+def test_resume_on_another_gpu_count_restores_the_rest_and_warns(
+        tmp_path, train_logged):
+    """The checkpoint of a run on more GPUs than this process sees (faked:
+    its CUDA generator list is longer): CPU, numpy and python states are
+    restored (the resumed run still equals the uninterrupted one) and the
+    mismatch is warned about, naming both counts."""
+    _runner(tmp_path / 's', True, 6).train()
+    ckpt = load_checkpoint_file(str(tmp_path / 's' / 'iter_3.pth'))
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    real = torch.cuda.get_rng_state_all() if visible else []
+    fake = torch.zeros(16, dtype=torch.uint8)  # never restored below
+    ckpt['random_states']['ranks'][0]['cuda'] = real + [fake] * 2
+    resumed = tmp_path / 'r'
+    resumed.mkdir()
+    save_checkpoint(ckpt, str(resumed / 'iter_3.pth'))
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_3.pth'))
+    text = train_logged(_runner(resumed, True, 6, resume=True))
+    assert f'holds {visible + 2} CUDA generator states' in text
+    assert f'sees {visible} CUDA devices' in text
+    assert 'same world size' in text
+    straight = _weights(tmp_path / 's' / 'iter_6.pth')
+    assert torch.equal(_weights(resumed / 'iter_6.pth'), straight)
+
+
+def test_fewer_gpus_than_saved_restores_the_matching_generators(
+        monkeypatch, caplog):
+    state = capture_random_state()
+    first = _draws()
+    saved = [torch.full((4, ), 1, dtype=torch.uint8), torch.zeros(4)]
+    state['cuda'] = saved
+    restored = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    monkeypatch.setattr(torch.cuda, 'set_rng_state',
+                        lambda s, device: restored.append((s, device)))
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        restore_random_state(state)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert _draws() == first
+    assert restored == [(saved[0], 0)]
+    assert 'holds 2 CUDA generator states' in caplog.text
+    assert 'sees 1 CUDA devices' in caplog.text
+
+
+def test_ranks_are_gathered_only_for_a_checkpoint(monkeypatch):
+    """Two ranks (faked): no collective in an iteration that writes no
+    checkpoint; one all_gather_object where CheckpointHook saves."""
+    gathered = []
+
+    def all_gather_object(state):
+        gathered.append(state)
+        return [state, 'rank 1']
+
+    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda *a: 2)
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 0)
+    monkeypatch.setattr(mmengine.dist, 'all_gather_object', all_gather_object)
+    runner = SimpleNamespace(
+        hooks=[CheckpointHook(interval=5, by_epoch=False)],
+        iter=0,
+        epoch=0,
+        max_iters=100,
+        seed=0,
+        train_dataloader=SimpleNamespace())
+    hook = RandomStateHook()
+    for runner.iter in range(4):
+        hook.after_train_iter(runner, runner.iter)
+    assert gathered == []
+    runner.iter = 4  # CheckpointHook saves after iteration 5
+    hook.after_train_iter(runner, 4)
+    assert len(gathered) == 1
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    assert ckpt['random_states']['ranks'] == [gathered[0], 'rank 1']
+    runner.iter = 5
+    hook.after_train_iter(runner, 5)
+    assert len(gathered) == 1
+    hook.before_save_checkpoint(runner, ckpt)  # a save no hook announced
+    assert ckpt['random_states']['ranks'][1] is None

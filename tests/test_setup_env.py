@@ -121,7 +121,8 @@ class FakeNode:
         return folder / WHEEL
 
     def venv(self, tag, torch='2.14.1', suffix=''):
-        return self.cache / f'venv-py311-torch{torch}-mmcv2.1.0-{tag}{suffix}'
+        tag = '' if tag == 'cpu' else f'-{tag}'
+        return self.cache / f'venv-py311-torch{torch}-mmcv2.1.0{tag}{suffix}'
 
     def run(self, *args, **env):
         self.log.write_text('')

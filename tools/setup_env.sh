@@ -9,7 +9,7 @@
 # the device it serves (`cpu`, or `cu<version>` of the torch build when an NVIDIA GPU
 # is visible), so a fresh clone (CI) reuses it, a second run takes seconds, and a
 # venv built on a CPU node is never taken for a GPU one:
-#   ${MMSLAK_CACHE:-~/.cache/mmslak}/venv-py311-torch2.14.1-mmcv2.1.0-<cpu|cu130>
+#   ${MMSLAK_CACHE:-~/.cache/mmslak}/venv-py311-torch2.14.1-mmcv2.1.0[-cu130]
 # mmcv 2.1.0 has no wheel for torch 2.14, so it is built from its sdist with compiled
 # ops (CUDA ops too on a GPU node: needs nvcc) and the wheel is cached under
 #   ${MMSLAK_CACHE}/wheels/mmcv-2.1.0_torch-2.14.1_py311_<cpu|cu130>/
@@ -119,7 +119,9 @@ else
 fi
 step "device: $TAG${DRIVER:+ (NVIDIA driver $DRIVER)}; torch $TORCH_VERSION from $TORCH_SOURCE"
 
-VENV="${MMSLAK_VENV:-$CACHE/venv-py${PY_MINOR/./}-torch${TORCH_VERSION}-mmcv${MMCV_VERSION}-${TAG}${VENV_SUFFIX}}"
+# The CPU environment keeps the plain name it had before CUDA ones existed.
+[[ "$TAG" == cpu ]] || VENV_SUFFIX="-$TAG$VENV_SUFFIX"
+VENV="${MMSLAK_VENV:-$CACHE/venv-py${PY_MINOR/./}-torch${TORCH_VERSION}-mmcv${MMCV_VERSION}${VENV_SUFFIX}}"
 PY="$VENV/bin/python"
 # A venv built for a CUDA tag must see the GPU: checked on every run, since the same
 # cache may serve nodes with different drivers.

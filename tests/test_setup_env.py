@@ -230,7 +230,8 @@ def test_a_torch_index_names_the_build_its_tag_and_its_driver(node):
     node.cache_wheel('cu126')
     proc = node.run(MMSLAK_TORCH_INDEX_URL=url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f'{node.venv("cu126")}/bin/python\n'
+    venv = node.venv('cu126', suffix='-index')
+    assert proc.stdout == f'{venv}/bin/python\n'
     assert f'--index-url {url} torch==2.14.1' in node.calls()
     bad = node.run(MMSLAK_TORCH_INDEX_URL='https://example.org/simple')
     assert bad.returncode == 1 and 'MMSLAK_TORCH_INDEX_URL' in bad.stderr

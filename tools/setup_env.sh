@@ -102,6 +102,7 @@ elif [[ -n "${MMSLAK_TORCH_INDEX_URL:-}" ]]; then
             "serves: its last path part must be cu<version> or cpu (as https://download.pytorch.org/whl/cu126)"
     fi
     TORCH_SOURCE="$MMSLAK_TORCH_INDEX_URL"
+    VENV_SUFFIX=-index  # pip keeps an installed torch==X of another build
 fi
 
 DRIVER=$(gpu_driver)

@@ -2,6 +2,7 @@
 uninterrupted one (python, numpy, torch; in the data pipeline, the model and
 between validations). The real recipe end to end is in
 test_fault_injection.py."""
+import logging
 import os.path as osp
 import random
 from types import SimpleNamespace
@@ -219,45 +220,127 @@ def test_fewer_gpus_than_saved_restores_the_matching_generators(
     logger.addHandler(caplog.handler)
     try:
         restore_random_state(state)
+        assert _draws() == first
+        assert restored == [(saved[0], 0)]
+        warnings = [
+            r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING
+        ]
+        assert len(warnings) == 1
+        assert 'holds 2 CUDA generator states' in warnings[0]
+        assert 'sees 1 CUDA devices' in warnings[0]
+        restore_random_state(dict(state, cuda=[]))  # saved on the CPU
+        assert len(caplog.records) == 1 and len(restored) == 1
     finally:
         logger.removeHandler(caplog.handler)
-    assert _draws() == first
-    assert restored == [(saved[0], 0)]
-    assert 'holds 2 CUDA generator states' in caplog.text
-    assert 'sees 1 CUDA devices' in caplog.text
 
 
-def test_ranks_are_gathered_only_for_a_checkpoint(monkeypatch):
-    """Two ranks (faked): no collective in an iteration that writes no
-    checkpoint; one all_gather_object where CheckpointHook saves."""
+def _two_ranks(monkeypatch, world_size=2):
+    """Fakes ``world_size`` ranks; returns the list of states this rank
+    hands to all_gather_object (its answer: ``[state, 'rank 1']``)."""
     gathered = []
 
     def all_gather_object(state):
         gathered.append(state)
         return [state, 'rank 1']
 
-    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda *a: 2)
+    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda *a: world_size)
     monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 0)
     monkeypatch.setattr(mmengine.dist, 'all_gather_object', all_gather_object)
-    runner = SimpleNamespace(
-        hooks=[CheckpointHook(interval=5, by_epoch=False)],
-        iter=0,
-        epoch=0,
-        max_iters=100,
-        seed=0,
-        train_dataloader=SimpleNamespace())
+    return gathered
+
+
+def _fake_runner(*hooks, **attrs):
+    return SimpleNamespace(**dict(
+        dict(
+            hooks=list(hooks),
+            iter=0,
+            epoch=0,
+            max_iters=100,
+            max_epochs=100,
+            seed=0,
+            train_dataloader=SimpleNamespace()), **attrs))
+
+
+def _is_this_rank_now(state):
+    """``state`` is this process's random state at this moment."""
+    return isinstance(state, dict) and torch.equal(state['torch'],
+                                                   torch.get_rng_state())
+
+
+def test_ranks_are_gathered_only_for_a_checkpoint(monkeypatch):
+    """Two ranks (faked): no collective in an iteration that writes no
+    checkpoint; one all_gather_object where CheckpointHook saves."""
+    gathered = _two_ranks(monkeypatch)
+    runner = _fake_runner(CheckpointHook(interval=5, by_epoch=False))
     hook = RandomStateHook()
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)  # before any iteration
+    assert _is_this_rank_now(ckpt['random_states']['ranks'][0])
     for runner.iter in range(4):
         hook.after_train_iter(runner, runner.iter)
     assert gathered == []
     runner.iter = 4  # CheckpointHook saves after iteration 5
     hook.after_train_iter(runner, 4)
-    assert len(gathered) == 1
-    ckpt = {}
+    assert len(gathered) == 1 and _is_this_rank_now(gathered[0])
     hook.before_save_checkpoint(runner, ckpt)
     assert ckpt['random_states']['ranks'] == [gathered[0], 'rank 1']
     runner.iter = 5
     hook.after_train_iter(runner, 5)
     assert len(gathered) == 1
     hook.before_save_checkpoint(runner, ckpt)  # a save no hook announced
-    assert ckpt['random_states']['ranks'][1] is None
+    ranks = ckpt['random_states']['ranks']
+    assert _is_this_rank_now(ranks[0]) and ranks[1] is None
+    runner.iter = 99  # the last iteration: save_last
+    hook.after_train_iter(runner, 99)
+    assert len(gathered) == 2
+
+
+def test_epoch_checkpoints_and_best_checkpoints_gather(monkeypatch):
+    gathered = _two_ranks(monkeypatch)
+    runner = _fake_runner(CheckpointHook(interval=2, save_last=False))
+    hook = RandomStateHook()
+    hook.before_val(runner)  # no state yet: nothing to gather
+    hook.after_train_iter(runner, 0)  # by epoch: no save after iterations
+    hook.after_train_epoch(runner)  # epoch 1 of 2
+    assert gathered == []
+    runner.epoch = 1
+    hook.after_train_epoch(runner)
+    assert len(gathered) == 1 and _is_this_rank_now(gathered[0])
+    hook.before_val(runner)  # already gathered for this state
+    hook.after_val(runner)
+    assert len(gathered) == 1
+    hook.after_train_iter(runner, 1)
+    hook.before_val(runner)  # no best checkpoint can be saved after it
+    hook.after_val(runner)
+    assert len(gathered) == 1
+    runner.hooks.append(CheckpointHook(interval=-1, save_best='auto'))
+    hook.before_val(runner)
+    assert len(gathered) == 2
+
+
+def test_one_process_never_gathers(monkeypatch):
+    gathered = _two_ranks(monkeypatch, world_size=1)
+    runner = _fake_runner(CheckpointHook(interval=1, by_epoch=False))
+    hook = RandomStateHook()
+    hook.after_train_iter(runner, 0)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    assert gathered == []
+    assert len(ckpt['random_states']['ranks']) == 1
+    assert ckpt['random_states']['version'] == 1
+
+
+@pytest.mark.parametrize('ranks', [[None, 'x'], []])
+def test_a_rank_without_saved_states_warns_and_restores_nothing(ranks):
+    warned = []
+    runner = _fake_runner(
+        iter=3,
+        logger=SimpleNamespace(warning=warned.append, info=warned.append),
+        train_loop=SimpleNamespace())
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(
+        runner, dict(random_states=dict(ranks=ranks, loader={})))
+    hook.before_train(runner)
+    assert any('no random states for rank 0' in w for w in warned), warned
+    hook.before_train_epoch(runner)  # restores nothing (and does not fail)

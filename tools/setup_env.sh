@@ -4,6 +4,7 @@
 #   bash tools/setup_env.sh          # prints the venv's python path on its last line
 #   bash tools/setup_env.sh --check  # changes nothing: prints the python and exits 0 if
 #                                    # the environment is up to date for this checkout, else 3
+#                                    # (1, as a set-up, when a visible GPU is unusable)
 #
 # The environment lives OUTSIDE the checkout, keyed by its pinned versions and by
 # the device it serves (`cpu`, or `cu<version>` of the torch build when an NVIDIA GPU

@@ -344,3 +344,20 @@ def test_a_rank_without_saved_states_warns_and_restores_nothing(ranks):
     hook.before_train(runner)
     assert any('no random states for rank 0' in w for w in warned), warned
     hook.before_train_epoch(runner)  # restores nothing (and does not fail)
+
+
+def test_gathers_follow_save_begin_and_save_last(monkeypatch):
+    gathered = _two_ranks(monkeypatch)
+    hook = RandomStateHook()
+    late = dict(interval=1, save_begin=3, save_last=False)
+    runner = _fake_runner(
+        CheckpointHook(by_epoch=False, **late), max_iters=2, max_epochs=2)
+    hook.after_train_iter(runner, 0)
+    runner.hooks = [CheckpointHook(**late)]
+    hook.after_train_epoch(runner)
+    runner.epoch = 1  # the last epoch, but save_last=False
+    hook.after_train_epoch(runner)
+    assert gathered == []
+    runner.hooks.append(CheckpointHook(interval=-1, save_last=True))
+    hook.after_train_epoch(runner)
+    assert len(gathered) == 1

@@ -361,3 +361,49 @@ def test_gathers_follow_save_begin_and_save_last(monkeypatch):
     runner.hooks.append(CheckpointHook(interval=-1, save_last=True))
     hook.after_train_epoch(runner)
     assert len(gathered) == 1
+
+
+def test_the_saved_loader_record_and_the_changes_resume_warns_about(
+        monkeypatch):
+    _two_ranks(monkeypatch)
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 1)
+    sampler = SimpleNamespace(seed=7)
+    runner = _fake_runner(
+        seed=7,
+        train_dataloader=SimpleNamespace(
+            sampler=sampler,
+            batch_size=4,
+            num_workers=3,
+            persistent_workers=True))
+    ckpt = {}
+    RandomStateHook().before_save_checkpoint(runner, ckpt)
+    # mmengine's worker_init_fn seed: num_workers * rank + worker_id + seed
+    assert ckpt['random_states']['loader'] == dict(
+        seed=7,
+        sampler='SimpleNamespace',
+        sampler_seed=7,
+        batch_size=4,
+        num_workers=3,
+        persistent_workers=True,
+        worker_seeds=[10, 11, 12],
+        world_size=2)
+    warned = []
+    resumed = _fake_runner(
+        iter=5,
+        seed=1,
+        logger=SimpleNamespace(warning=warned.append, info=warned.append),
+        train_loop=SimpleNamespace(),  # epoch-based: no dataloader_iterator
+        train_dataloader=SimpleNamespace(
+            sampler=sampler,
+            batch_size=8,
+            num_workers=3,
+            persistent_workers=True))
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(resumed, ckpt)
+    hook.before_train(resumed)
+    text = '\n'.join(warned)
+    for named in ('seed: 7 -> 1', 'batch_size: 4 -> 8',
+                  'persistent_workers=True'):
+        assert named in text, text
+    for unchanged in ('sampler_seed', 'num_workers', 'world_size'):
+        assert unchanged not in text, text

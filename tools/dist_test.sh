@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
+set -euo pipefail
+source "$(dirname "$0")/dist_args.sh"
+CONFIG=${1:-}
+CHECKPOINT=${2:-}
+GPUS=${3:-}
+require_count "GPUS (argument 3, the number of processes)" "$GPUS" 1
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 torchrun \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

@@ -1,15 +1,21 @@
 """``bash tools/dist_train.sh CONFIG 2`` and ``tools/dist_test.sh`` end to
 end on the CPU (2 processes, gloo) on the toy ADE20K: both ranks hold the
-same sparse masks and weights, and the metric is reported once."""
+same sparse masks and weights, and the metric is reported once; a rank
+killed mid-run is restarted by torchrun (MAX_RESTARTS) and the resumed run
+ends equal to the uninterrupted one."""
 import os
 import os.path as osp
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
+
+from mmslak.checkpoint import load_checkpoint_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 pytestmark = [
@@ -97,3 +103,117 @@ def test_dist_train_and_test_two_cpu_processes(tmp_path):
     ], env, tmp_path / 'test.out')
     reports = re.findall(r'Iter\(test\).*mIoU: ([0-9.]+)', out)
     assert len(reports) == 1, out[-4000:]
+
+
+PREEMPT_CONFIG = """
+_base_ = [{base!r}]
+custom_hooks = [
+    dict(type='SparseTrainingHook', density=0.5, init='erk', scope='all',
+         exclude=[r'^(?!backbone\\.)'], update_interval=1, prune_rate=0.5),
+    dict(type='RandomStateHook'),
+]
+train_cfg = dict(max_iters=4, val_interval=4)
+train_dataloader = dict(batch_size=2)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=2, max_keep_ckpts=1))
+"""
+
+
+def _workers(marker: str, local_rank: str) -> list:
+    """pids of the torchrun workers of the run tagged with ``marker``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/environ', 'rb') as f:
+                env = f.read().split(b'\0')
+        except OSError:
+            continue
+        if (f'MMSLAK_RUN_TAG={marker}'.encode() in env
+                and f'LOCAL_RANK={local_rank}'.encode() in env):
+            found.append(int(pid))
+    return found
+
+
+def _train(tmp_path, name, kill_after=None):
+    """2 gloo processes through tools/dist_train.sh with MAX_RESTARTS=1;
+    ``kill_after``: SIGKILL rank 1 once that checkpoint is complete."""
+    cfg = tmp_path / 'preempt_cfg.py'
+    work = tmp_path / name
+    env = dict(
+        os.environ,
+        MMSLAK_TOY_DATA=str(tmp_path / 'toy'),
+        MMSLAK_RUN_TAG=f'{tmp_path}/{name}',
+        MAX_RESTARTS='1',
+        PORT=str(_free_port()),
+        PYTHONPATH=REPO,
+        PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    log = open(tmp_path / f'{name}.out', 'w')
+    proc = subprocess.Popen([
+        'bash', 'tools/dist_train.sh',
+        str(cfg), '2', '--work-dir',
+        str(work)
+    ],
+                            cwd=REPO,
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT)
+    killed = []
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        last = work / 'last_checkpoint'
+        if (kill_after and not killed and last.is_file()
+                and last.read_text().endswith(kill_after)):
+            killed = _workers(env['MMSLAK_RUN_TAG'], '1')
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    log.close()
+    out = (tmp_path / f'{name}.out').read_text()
+    assert proc.wait() == 0, out[-4000:]
+    assert bool(killed) == bool(kill_after), out[-4000:]
+    return out, load_checkpoint_file(str(work / 'iter_4.pth'))
+
+
+def _assert_same(a, b, where='checkpoint'):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f'{where}[{k!r}]')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f'{where}[{i}]')
+    else:
+        assert a == b, where
+
+
+def test_a_killed_rank_restarts_the_group_which_resumes_exactly(tmp_path):
+    """Preemption: SIGKILL to rank 1 after the checkpoint at iteration 2;
+    torchrun (MAX_RESTARTS=1) restarts both processes with --resume, and
+    iteration 4 ends with the weights, masks and optimizer state of the
+    uninterrupted run."""
+    subprocess.run([
+        sys.executable, 'tools/dataset_converters/make_toy_datasets.py',
+        '--out',
+        str(tmp_path / 'toy'), '--tasks', 'ade', '--num-train', '8',
+        '--num-val', '4'
+    ],
+                   cwd=REPO,
+                   check=True)
+    (tmp_path / 'preempt_cfg.py').write_text(
+        PREEMPT_CONFIG.format(
+            base=osp.join(REPO, 'configs', 'demo',
+                          'upernet_slak-demo_toy-ade.py')))
+    out, straight = _train(tmp_path, 'straight')
+    assert 'Auto resumed from the latest checkpoint None' in out
+    out, resumed = _train(tmp_path, 'killed', kill_after='iter_2.pth')
+    # the restarted group (the first start found no checkpoint)
+    assert 'resumed epoch: 0, iter: 2' in out, out[-4000:]
+    for part in ('state_dict', 'optimizer', 'sparsity'):
+        _assert_same(resumed[part], straight[part], part)
+        _assert_same(straight[part], resumed[part], part)
+    assert resumed['meta']['iter'] == straight['meta']['iter'] == 4

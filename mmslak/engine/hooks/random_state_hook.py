@@ -1,13 +1,15 @@
 """Every random state a training run depends on, saved in its checkpoints
 and restored on resume, so that a resumed run equals the uninterrupted one
 (bit for bit on the CPU)."""
+import logging
 import random
 from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine import dist
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 __all__ = ['RandomStateHook', 'capture_random_state', 'restore_random_state']
@@ -31,20 +33,28 @@ def capture_random_state() -> dict:
 
 
 def restore_random_state(state: dict) -> None:
-    """Inverse of :func:`capture_random_state`."""
+    """Inverse of :func:`capture_random_state`. CUDA generators are restored
+    for the devices both the saved state and this process have; a different
+    device count (a resume on another number of GPUs) is warned about."""
     version, internal, gauss = state['python']
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state['numpy']
     np.random.set_state(
         (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        if len(state['cuda']) != torch.cuda.device_count():
-            raise RuntimeError(
-                f'the checkpoint holds {len(state["cuda"])} CUDA generator '
-                f'states, this process sees {torch.cuda.device_count()} '
-                'devices')
-        torch.cuda.set_rng_state_all(state['cuda'])
+    saved = state['cuda']
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, cuda_state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(cuda_state, device)
+    if saved and len(saved) != visible:
+        print_log(
+            f'RandomStateHook: the checkpoint holds {len(saved)} CUDA '
+            f'generator states, this process sees {visible} CUDA devices: '
+            f'restored {min(len(saved), visible)} of them (and the CPU, '
+            'numpy and python generators); an exact resume needs the same '
+            'world size and GPUs per process',
+            logger='current',
+            level=logging.WARNING)
 
 
 def loader_record(runner) -> dict:
@@ -55,7 +65,7 @@ def loader_record(runner) -> dict:
     loader = runner.train_dataloader
     sampler = getattr(loader, 'sampler', None)
     workers = int(getattr(loader, 'num_workers', 0))
-    rank, seed = get_rank(), runner.seed
+    rank, seed = dist.get_rank(), runner.seed
     return dict(
         seed=seed,
         sampler=type(sampler).__name__,
@@ -64,7 +74,7 @@ def loader_record(runner) -> dict:
         num_workers=workers,
         persistent_workers=bool(getattr(loader, 'persistent_workers', False)),
         worker_seeds=[workers * rank + w + seed for w in range(workers)],
-        world_size=get_world_size())
+        world_size=dist.get_world_size())
 
 
 class _RestoreAfterSkip:
@@ -109,8 +119,10 @@ class RandomStateHook(Hook):
 
     - captures, per rank, Python's ``random``, numpy's global generator and
       torch's CPU and CUDA generators after each training iteration and
-      epoch (all ranks gathered when distributed; saved in
-      ``checkpoint['random_states']`` with the sampler and worker seeds);
+      epoch; when distributed, gathers all ranks' states only where a
+      ``CheckpointHook`` is about to save (``Runner.save_checkpoint`` runs on
+      rank 0 alone, so the gather cannot wait for it); saves them in
+      ``checkpoint['random_states']`` with the sampler and worker seeds;
     - makes validation neutral: the states are put back after ``val``;
     - on resume, restores this rank's states just before the first batch
       that is trained on again: after mmengine's iteration-based loop has
@@ -119,7 +131,9 @@ class RandomStateHook(Hook):
       of the epoch for epoch-based loops;
     - warns when the data stream cannot be repeated (another seed, number
       of workers or world size, or persistent workers in an epoch-based
-      run, whose workers' states live in other processes).
+      run, whose workers' states live in other processes); a resume on
+      another world size or number of GPUs restores what matches and warns
+      (an exact resume needs the same world size).
 
     Deterministic kernels stay the user's choice (``randomness``).
 
@@ -133,37 +147,50 @@ class RandomStateHook(Hook):
     priority = 89
 
     def __init__(self) -> None:
-        self._latest: Optional[List[dict]] = None
+        self._latest: Optional[dict] = None  # this rank's, after the iter
+        self._gathered: Optional[List[dict]] = None  # every rank's _latest
         self._loaded: Optional[dict] = None
         self._before_val: Optional[dict] = None
         self._pending: Optional[dict] = None
 
     # -- capture -------------------------------------------------------
-    def _capture(self) -> None:
-        state = capture_random_state()
-        self._latest = (
-            all_gather_object(state) if get_world_size() > 1 else [state])
+    def _capture(self, gather: bool) -> None:
+        self._latest = capture_random_state()
+        self._gathered = None
+        if gather:
+            self._gather()
+
+    def _gather(self) -> None:
+        """Every rank's latest state (collective: every rank calls it at
+        the same point)."""
+        if dist.get_world_size() > 1:
+            self._gathered = dist.all_gather_object(self._latest)
 
     def after_train_iter(self,
                          runner,
                          batch_idx,
                          data_batch=None,
                          outputs=None) -> None:
-        self._capture()
+        self._capture(any(_saves_after_iter(h, runner) for h in runner.hooks))
 
     def after_train_epoch(self, runner) -> None:
-        self._capture()
+        self._capture(any(_saves_after_epoch(h, runner) for h in runner.hooks))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = self._latest
-        if states is None:  # a checkpoint before any iteration
-            states = [capture_random_state()] * get_world_size()
+        if self._latest is None:  # a checkpoint before any iteration
+            self._latest = capture_random_state()
+        states = self._gathered
+        if states is None:  # one process, or a save no hook announced
+            states = [self._latest] + [None] * (dist.get_world_size() - 1)
         checkpoint['random_states'] = dict(
             version=1, ranks=states, loader=loader_record(runner))
 
     # -- validation leaves training's random streams alone ---------------
     def before_val(self, runner) -> None:
         self._before_val = capture_random_state()
+        if self._latest is not None and self._gathered is None and any(
+                getattr(h, 'save_best', None) for h in _savers(runner)):
+            self._gather()  # a best checkpoint may be saved after val
 
     def after_val(self, runner) -> None:
         if self._before_val is not None:
@@ -187,14 +214,18 @@ class RandomStateHook(Hook):
                 'the seed and will not repeat the uninterrupted one exactly')
             return
         self._check_loader(runner, loaded['loader'])
-        ranks, rank = loaded['ranks'], get_rank()
-        if len(ranks) != get_world_size():
+        ranks, rank = loaded['ranks'], dist.get_rank()
+        if len(ranks) != dist.get_world_size():
             runner.logger.warning(
                 f'RandomStateHook: the checkpoint has the random states of '
-                f'{len(ranks)} ranks, this run has {get_world_size()}; '
-                'rank states restored where they exist')
-            if rank >= len(ranks):
-                return
+                f'{len(ranks)} ranks, this run has {dist.get_world_size()}; '
+                'rank states restored where they exist (an exact resume '
+                'needs the same world size)')
+        if rank >= len(ranks) or ranks[rank] is None:
+            runner.logger.warning(
+                f'RandomStateHook: no random states for rank {rank} in the '
+                'checkpoint; this rank continues from the seed')
+            return
         self._pending = ranks[rank]
         runner.logger.info(
             f'RandomStateHook: random states of rank {rank} restored at '
@@ -230,3 +261,21 @@ class RandomStateHook(Hook):
             runner.logger.warning(
                 'RandomStateHook: the data stream cannot repeat the '
                 'uninterrupted run: ' + '; '.join(changed))
+
+
+def _savers(runner) -> List[CheckpointHook]:
+    return [h for h in runner.hooks if isinstance(h, CheckpointHook)]
+
+
+# CheckpointHook's own conditions (mmengine 0.10), asked on every rank so
+# that all of them gather just before rank 0 saves.
+def _saves_after_iter(hook, runner) -> bool:
+    return isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+        hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or
+        (hook.save_last and hook.is_last_train_iter(runner)))
+
+
+def _saves_after_epoch(hook, runner) -> bool:
+    return isinstance(hook, CheckpointHook) and hook.by_epoch and (
+        hook.every_n_epochs(runner, hook.interval, hook.save_begin) or
+        (hook.save_last and hook.is_last_train_epoch(runner)))

@@ -2,9 +2,12 @@
 uninterrupted one (python, numpy, torch; in the data pipeline, the model and
 between validations). The real recipe end to end is in
 test_fault_injection.py."""
+import logging
 import os.path as osp
 import random
+from types import SimpleNamespace
 
+import mmengine.dist
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import save_checkpoint
@@ -20,7 +25,8 @@ from torch.utils.data import Dataset
 import mmslak  # noqa: F401
 from mmslak.checkpoint import load_checkpoint_file
 from mmslak.cli.train_test import seed_from_resumed_checkpoint
-from mmslak.engine.hooks.random_state_hook import (capture_random_state,
+from mmslak.engine.hooks.random_state_hook import (RandomStateHook,
+                                                   capture_random_state,
                                                    restore_random_state)
 
 
@@ -173,3 +179,231 @@ def test_seed_none_resumes_with_the_checkpoint_seed(tmp_path):
         seed_from_resumed_checkpoint(cfg)
         assert cfg.randomness.seed == given['randomness']['seed']
     assert osp.isfile(tmp_path / 'iter_2.pth')
+
+
+def test_resume_on_another_gpu_count_restores_the_rest_and_warns(
+        tmp_path, train_logged):
+    """The checkpoint of a run on more GPUs than this process sees (faked:
+    its CUDA generator list is longer): CPU, numpy and python states are
+    restored (the resumed run still equals the uninterrupted one) and the
+    mismatch is warned about, naming both counts."""
+    _runner(tmp_path / 's', True, 6).train()
+    ckpt = load_checkpoint_file(str(tmp_path / 's' / 'iter_3.pth'))
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    real = torch.cuda.get_rng_state_all() if visible else []
+    fake = torch.zeros(16, dtype=torch.uint8)  # never restored below
+    ckpt['random_states']['ranks'][0]['cuda'] = real + [fake] * 2
+    resumed = tmp_path / 'r'
+    resumed.mkdir()
+    save_checkpoint(ckpt, str(resumed / 'iter_3.pth'))
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_3.pth'))
+    text = train_logged(_runner(resumed, True, 6, resume=True))
+    assert f'holds {visible + 2} CUDA generator states' in text
+    assert f'sees {visible} CUDA devices' in text
+    assert 'same world size' in text
+    straight = _weights(tmp_path / 's' / 'iter_6.pth')
+    assert torch.equal(_weights(resumed / 'iter_6.pth'), straight)
+
+
+def test_fewer_gpus_than_saved_restores_the_matching_generators(
+        monkeypatch, caplog):
+    state = capture_random_state()
+    first = _draws()
+    saved = [torch.full((4, ), 1, dtype=torch.uint8), torch.zeros(4)]
+    state['cuda'] = saved
+    restored = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    monkeypatch.setattr(torch.cuda, 'set_rng_state',
+                        lambda s, device: restored.append((s, device)))
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        restore_random_state(state)
+        assert _draws() == first
+        assert restored == [(saved[0], 0)]
+        warnings = [
+            r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING
+        ]
+        assert len(warnings) == 1
+        assert 'holds 2 CUDA generator states' in warnings[0]
+        assert 'sees 1 CUDA devices' in warnings[0]
+        restore_random_state(dict(state, cuda=[]))  # saved on the CPU
+        assert len(caplog.records) == 1 and len(restored) == 1
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def _two_ranks(monkeypatch, world_size=2):
+    """Fakes ``world_size`` ranks; returns the list of states this rank
+    hands to all_gather_object (its answer: ``[state, 'rank 1']``)."""
+    gathered = []
+
+    def all_gather_object(state):
+        gathered.append(state)
+        return [state, 'rank 1']
+
+    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda *a: world_size)
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 0)
+    monkeypatch.setattr(mmengine.dist, 'all_gather_object', all_gather_object)
+    return gathered
+
+
+def _fake_runner(*hooks, **attrs):
+    return SimpleNamespace(**dict(
+        dict(
+            hooks=list(hooks),
+            iter=0,
+            epoch=0,
+            max_iters=100,
+            max_epochs=100,
+            seed=0,
+            train_dataloader=SimpleNamespace()), **attrs))
+
+
+def _is_this_rank_now(state):
+    """``state`` is this process's random state at this moment."""
+    return isinstance(state, dict) and torch.equal(state['torch'],
+                                                   torch.get_rng_state())
+
+
+def test_ranks_are_gathered_only_for_a_checkpoint(monkeypatch):
+    """Two ranks (faked): no collective in an iteration that writes no
+    checkpoint; one all_gather_object where CheckpointHook saves."""
+    gathered = _two_ranks(monkeypatch)
+    runner = _fake_runner(CheckpointHook(interval=5, by_epoch=False))
+    hook = RandomStateHook()
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)  # before any iteration
+    assert _is_this_rank_now(ckpt['random_states']['ranks'][0])
+    for runner.iter in range(4):
+        hook.after_train_iter(runner, runner.iter)
+    assert gathered == []
+    runner.iter = 4  # CheckpointHook saves after iteration 5
+    hook.after_train_iter(runner, 4)
+    assert len(gathered) == 1 and _is_this_rank_now(gathered[0])
+    hook.before_save_checkpoint(runner, ckpt)
+    assert ckpt['random_states']['ranks'] == [gathered[0], 'rank 1']
+    runner.iter = 5
+    hook.after_train_iter(runner, 5)
+    assert len(gathered) == 1
+    hook.before_save_checkpoint(runner, ckpt)  # a save no hook announced
+    ranks = ckpt['random_states']['ranks']
+    assert _is_this_rank_now(ranks[0]) and ranks[1] is None
+    runner.iter = 99  # the last iteration: save_last
+    hook.after_train_iter(runner, 99)
+    assert len(gathered) == 2
+
+
+def test_epoch_checkpoints_and_best_checkpoints_gather(monkeypatch):
+    gathered = _two_ranks(monkeypatch)
+    runner = _fake_runner(CheckpointHook(interval=2, save_last=False))
+    hook = RandomStateHook()
+    hook.before_val(runner)  # no state yet: nothing to gather
+    hook.after_train_iter(runner, 0)  # by epoch: no save after iterations
+    hook.after_train_epoch(runner)  # epoch 1 of 2
+    assert gathered == []
+    runner.epoch = 1
+    hook.after_train_epoch(runner)
+    assert len(gathered) == 1 and _is_this_rank_now(gathered[0])
+    hook.before_val(runner)  # already gathered for this state
+    hook.after_val(runner)
+    assert len(gathered) == 1
+    hook.after_train_iter(runner, 1)
+    hook.before_val(runner)  # no best checkpoint can be saved after it
+    hook.after_val(runner)
+    assert len(gathered) == 1
+    runner.hooks.append(CheckpointHook(interval=-1, save_best='auto'))
+    hook.before_val(runner)
+    assert len(gathered) == 2
+
+
+def test_one_process_never_gathers(monkeypatch):
+    gathered = _two_ranks(monkeypatch, world_size=1)
+    runner = _fake_runner(CheckpointHook(interval=1, by_epoch=False))
+    hook = RandomStateHook()
+    hook.after_train_iter(runner, 0)
+    ckpt = {}
+    hook.before_save_checkpoint(runner, ckpt)
+    assert gathered == []
+    assert len(ckpt['random_states']['ranks']) == 1
+    assert ckpt['random_states']['version'] == 1
+
+
+@pytest.mark.parametrize('ranks', [[None, 'x'], []])
+def test_a_rank_without_saved_states_warns_and_restores_nothing(ranks):
+    warned = []
+    runner = _fake_runner(
+        iter=3,
+        logger=SimpleNamespace(warning=warned.append, info=warned.append),
+        train_loop=SimpleNamespace())
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(
+        runner, dict(random_states=dict(ranks=ranks, loader={})))
+    hook.before_train(runner)
+    assert any('no random states for rank 0' in w for w in warned), warned
+    hook.before_train_epoch(runner)  # restores nothing (and does not fail)
+
+
+def test_gathers_follow_save_begin_and_save_last(monkeypatch):
+    gathered = _two_ranks(monkeypatch)
+    hook = RandomStateHook()
+    late = dict(interval=1, save_begin=3, save_last=False)
+    runner = _fake_runner(
+        CheckpointHook(by_epoch=False, **late), max_iters=2, max_epochs=2)
+    hook.after_train_iter(runner, 0)
+    runner.hooks = [CheckpointHook(**late)]
+    hook.after_train_epoch(runner)
+    runner.epoch = 1  # the last epoch, but save_last=False
+    hook.after_train_epoch(runner)
+    assert gathered == []
+    runner.hooks.append(CheckpointHook(interval=-1, save_last=True))
+    hook.after_train_epoch(runner)
+    assert len(gathered) == 1
+
+
+def test_the_saved_loader_record_and_the_changes_resume_warns_about(
+        monkeypatch):
+    _two_ranks(monkeypatch)
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 1)
+    sampler = SimpleNamespace(seed=7)
+    runner = _fake_runner(
+        seed=7,
+        train_dataloader=SimpleNamespace(
+            sampler=sampler,
+            batch_size=4,
+            num_workers=3,
+            persistent_workers=True))
+    ckpt = {}
+    RandomStateHook().before_save_checkpoint(runner, ckpt)
+    # mmengine's worker_init_fn seed: num_workers * rank + worker_id + seed
+    assert ckpt['random_states']['loader'] == dict(
+        seed=7,
+        sampler='SimpleNamespace',
+        sampler_seed=7,
+        batch_size=4,
+        num_workers=3,
+        persistent_workers=True,
+        worker_seeds=[10, 11, 12],
+        world_size=2)
+    warned = []
+    resumed = _fake_runner(
+        iter=5,
+        seed=1,
+        logger=SimpleNamespace(warning=warned.append, info=warned.append),
+        train_loop=SimpleNamespace(),  # epoch-based: no dataloader_iterator
+        train_dataloader=SimpleNamespace(
+            sampler=sampler,
+            batch_size=8,
+            num_workers=3,
+            persistent_workers=True))
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(resumed, ckpt)
+    hook.before_train(resumed)
+    text = '\n'.join(warned)
+    for named in ('seed: 7 -> 1', 'batch_size: 4 -> 8',
+                  'persistent_workers=True'):
+        assert named in text, text
+    for unchanged in ('sampler_seed', 'num_workers', 'world_size'):
+        assert unchanged not in text, text

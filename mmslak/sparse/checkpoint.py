@@ -5,6 +5,8 @@ from typing import Dict, Sequence, Union
 
 import torch
 
+from mmslak.checkpoint.loading import CheckpointError
+
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 PACKBITS = 'packbits'
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -42,15 +44,22 @@ def encode_sparsity_state(state: dict) -> dict:
     return out
 
 
-def decode_sparsity_state(state: dict) -> dict:
+def decode_sparsity_state(state: dict, source: str = 'checkpoint') -> dict:
     """Bool ``masks`` / ``explored`` of a saved sparsity state, bit-packed
-    (:func:`encode_sparsity_state`) or saved as bool tensors (version 1)."""
+    (:func:`encode_sparsity_state`) or saved as bool tensors (version 1).
+    A mask whose bytes cannot hold its shape raises ``CheckpointError``
+    naming the layer and ``source`` (the file). Defaults to 'checkpoint'."""
     out = dict(state)
     packed = state.get('mask_format') == PACKBITS
     for key in ('masks', 'explored'):
-        out[key] = OrderedDict(
-            (n, unpack_mask(v, state['shapes'][n]) if packed else v.bool())
-            for n, v in state.get(key, {}).items())
+        out[key] = OrderedDict()
+        for n, v in state.get(key, {}).items():
+            try:
+                out[key][n] = (
+                    unpack_mask(v, state['shapes'][n]) if packed else v.bool())
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(
+                    f'{source}: {key} of layer {n} cannot be read: {e}')
     out.pop('mask_format', None)
     out.pop('shapes', None)
     return out
@@ -65,20 +74,34 @@ def checkpoint_state_dict(ckpt: dict) -> dict:
     return ckpt
 
 
-def masks_from_checkpoint(ckpt: Union[dict, str]) -> Dict[str, torch.Tensor]:
+def masks_from_checkpoint(ckpt: Union[dict, str],
+                          source: str = 'checkpoint'
+                          ) -> Dict[str, torch.Tensor]:
     """Masks of a checkpoint: ``ckpt['sparsity']['masks']`` when saved by
     ``SparseTrainingHook``, else ``weight != 0`` for every 2-D / 4-D
     floating-point weight (for checkpoints saved without masks, such as
-    the reference implementation's). ``ckpt`` is a loaded dict or a path.
+    the reference implementation's). ``ckpt`` is a loaded dict or a path;
+    ``source`` names it in errors (the path when ``ckpt`` is one). Defaults
+    to 'checkpoint'. A saved mask whose shape differs from its weight's
+    raises ``CheckpointError`` naming the layer and the file.
     """
     if isinstance(ckpt, str):
         from mmslak.checkpoint import read_checkpoint
-        ckpt = read_checkpoint(ckpt)
+        source, ckpt = ckpt, read_checkpoint(ckpt)
     if not isinstance(ckpt, dict):
         raise TypeError(f'expected a checkpoint dict, got {type(ckpt)}')
     sparsity = ckpt.get('sparsity')
     if isinstance(sparsity, dict) and 'masks' in sparsity:
-        return decode_sparsity_state(sparsity)['masks']
+        masks = decode_sparsity_state(sparsity, source)['masks']
+        state = checkpoint_state_dict(ckpt)
+        for name, mask in masks.items():
+            weight = state.get(name)
+            if torch.is_tensor(weight) and weight.shape != mask.shape:
+                raise CheckpointError(
+                    f'{source}: the mask of layer {name} has shape '
+                    f'{tuple(mask.shape)} but its weight has shape '
+                    f'{tuple(weight.shape)}')
+        return masks
     masks = OrderedDict()
     for name, value in checkpoint_state_dict(ckpt).items():
         if (torch.is_tensor(value) and value.is_floating_point()

@@ -21,9 +21,11 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
     """
     if isinstance(ckpt, str):
         from mmslak.checkpoint import read_checkpoint
-        ckpt = read_checkpoint(ckpt)
+        source, ckpt = ckpt, read_checkpoint(ckpt)
+    else:
+        source = 'checkpoint'
     state = checkpoint_state_dict(ckpt)
-    masks = masks_from_checkpoint(ckpt)
+    masks = masks_from_checkpoint(ckpt, source)
     rows: List[tuple] = []
     for name, mask in masks.items():
         weight = state.get(name)

@@ -51,8 +51,17 @@ def seg_label_problems(seg_map: np.ndarray,
                        path: str,
                        reduce_zero_label: bool = False) -> List[DataProblem]:
     """Label values outside ``[0, num_classes)`` other than
-    ``ignore_index`` in a loaded (``reduce_zero_label`` applied) map."""
-    values = np.unique(np.asarray(seg_map))
+    ``ignore_index`` in a loaded (``reduce_zero_label`` applied) map, or a
+    map with several channels (an RGB colour image saved as annotation)."""
+    seg_map = np.asarray(seg_map)
+    if np.squeeze(seg_map).ndim != 2:
+        return [
+            DataProblem(
+                path, f'annotation has shape {seg_map.shape}: annotations are '
+                'single-channel index maps (one class index per pixel), not '
+                'RGB / colour images')
+        ]
+    values = np.unique(seg_map)
     bad = [
         int(v) for v in values
         if v != ignore_index and not 0 <= v < num_classes

@@ -60,6 +60,21 @@ def test_seg_label_out_of_range(toy, pipeline):
     assert '[180] in the file' in msg
 
 
+@pytest.mark.parametrize('pipeline', [SEG_TRAIN, SEG_TEST])
+def test_seg_label_saved_as_rgb(toy, pipeline):
+    """Issue 24 item 1: a 3-channel label map stops loading, naming the
+    file and saying annotations are single-channel (upstream: a collate
+    crash in training, an IndexError in the metric in testing)."""
+    path = osp.join(toy, ADE, 'annotations', 'training',
+                    'ADE_train_00000001.png')
+    label = np.array(Image.open(path))
+    Image.fromarray(np.stack([label] * 3, -1)).save(path)
+    checked = _ade(CheckedADE20KDataset, toy, pipeline)
+    with pytest.raises(DatasetError) as err:
+        checked[1]
+    assert path in str(err.value) and 'single-channel' in str(err.value)
+
+
 def test_seg_ignore_index_is_valid(toy):
     path = osp.join(toy, ADE, 'annotations', 'validation',
                     'ADE_valid_00000000.png')

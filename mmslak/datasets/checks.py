@@ -102,6 +102,13 @@ def _coco_ann_problems(ann, image_ids: set, category_ids: set) -> List[str]:
     if ann['image_id'] not in image_ids:
         out.append(f'annotation id {ann_id}: image_id {ann["image_id"]} is '
                    "not in 'images'")
+    seg = ann.get('segmentation')
+    if isinstance(seg, list):  # polygons (a dict is RLE)
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                n = len(poly) if isinstance(poly, list) else poly
+                out.append(f'annotation id {ann_id}: a polygon needs an even '
+                           f'number (>= 6) of coordinates, got {n}')
     if ann['category_id'] not in category_ids:
         out.append(f'annotation id {ann_id}: category_id '
                    f"{ann['category_id']} is not in 'categories'")
@@ -125,8 +132,17 @@ def coco_problems(dataset: dict, ann_file: str) -> List[DataProblem]:
                 "'categories'")
         ]
     image_ids = {img.get('id') for img in dataset['images']}
+    seen, out = set(), []
+    for img in dataset['images']:
+        if img.get('id') in seen:
+            out.append(
+                DataProblem(
+                    ann_file,
+                    f"image id {img.get('id')} appears more than once "
+                    "in 'images'"))
+        seen.add(img.get('id'))
     category_ids = {cat.get('id') for cat in dataset['categories']}
-    return [
+    return out + [
         DataProblem(ann_file, what) for ann in dataset['annotations']
         for what in _coco_ann_problems(ann, image_ids, category_ids)
     ]

@@ -124,13 +124,22 @@ def test_coco_clean(toy):
     assert sum(len(ds[i]['instances']) for i in range(3)) > 0
 
 
-@pytest.mark.parametrize('fault, expected', [
-    (lambda d: d['annotations'][1].pop('bbox'), "id 2 has no ['bbox']"),
-    (lambda d: d['annotations'][1]['bbox'].__setitem__(3, -4.0),
-     'id 2: bbox [{}, {}, {}, -4.0] has a negative width or height'),
-    (lambda d: d['annotations'][1].__setitem__('bbox', [1, 2, 'x', 4]),
-     "id 2: bbox [1, 2, 'x', 4] is not 4 finite numbers"),
-])
+@pytest.mark.parametrize(
+    'fault, expected',
+    [
+        (lambda d: d['annotations'][1].pop('bbox'), "id 2 has no ['bbox']"),
+        (lambda d: d['annotations'][1]['bbox'].__setitem__(3, -4.0),
+         'id 2: bbox [{}, {}, {}, -4.0] has a negative width or height'),
+        (lambda d: d['annotations'][1].__setitem__('bbox', [1, 2, 'x', 4]),
+         "id 2: bbox [1, 2, 'x', 4] is not 4 finite numbers"),
+        # issue 24 item 3: polygons of < 6 or an odd count; duplicate image ids
+        (lambda d: d['annotations'][1].__setitem__(
+            'segmentation', [[1, 2, 3, 4]]), 'id 2: a polygon'),
+        (lambda d: d['annotations'][1].__setitem__(
+            'segmentation', [[1, 2, 3, 4, 5, 6, 7]]), 'id 2: a polygon'),
+        (lambda d: d['images'][1].__setitem__('id', d['images'][0]['id']),
+         'image id {} appears more than once'),
+    ])
 def test_coco_bad_annotation(toy, fault, expected):
     path = osp.join(toy, 'coco', 'annotations', 'instances_train2017.json')
     data = _edit_json(path, fault)
@@ -139,7 +148,8 @@ def test_coco_bad_annotation(toy, fault, expected):
     with pytest.raises(DatasetError) as err:
         _coco(CheckedCocoDataset, toy)
     assert path in str(err.value)
-    assert expected.format(*box[:3]) in str(err.value)
+    assert expected.format(*box[:3]) in str(err.value) or \
+        expected.format(data['images'][0]['id']) in str(err.value)
 
 
 def test_coco_negative_box_dropped_upstream(toy):

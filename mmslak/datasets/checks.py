@@ -51,8 +51,17 @@ def seg_label_problems(seg_map: np.ndarray,
                        path: str,
                        reduce_zero_label: bool = False) -> List[DataProblem]:
     """Label values outside ``[0, num_classes)`` other than
-    ``ignore_index`` in a loaded (``reduce_zero_label`` applied) map."""
-    values = np.unique(np.asarray(seg_map))
+    ``ignore_index`` in a loaded (``reduce_zero_label`` applied) map, or a
+    map with several channels (an RGB colour image saved as annotation)."""
+    seg_map = np.asarray(seg_map)
+    if np.squeeze(seg_map).ndim != 2:
+        return [
+            DataProblem(
+                path, f'annotation has shape {seg_map.shape}: annotations are '
+                'single-channel index maps (one class index per pixel), not '
+                'RGB / colour images')
+        ]
+    values = np.unique(seg_map)
     bad = [
         int(v) for v in values
         if v != ignore_index and not 0 <= v < num_classes
@@ -93,6 +102,13 @@ def _coco_ann_problems(ann, image_ids: set, category_ids: set) -> List[str]:
     if ann['image_id'] not in image_ids:
         out.append(f'annotation id {ann_id}: image_id {ann["image_id"]} is '
                    "not in 'images'")
+    seg = ann.get('segmentation')
+    if isinstance(seg, list):  # polygons (a dict is RLE)
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                n = len(poly) if isinstance(poly, list) else poly
+                out.append(f'annotation id {ann_id}: a polygon needs an even '
+                           f'number (>= 6) of coordinates, got {n}')
     if ann['category_id'] not in category_ids:
         out.append(f'annotation id {ann_id}: category_id '
                    f"{ann['category_id']} is not in 'categories'")
@@ -116,8 +132,17 @@ def coco_problems(dataset: dict, ann_file: str) -> List[DataProblem]:
                 "'categories'")
         ]
     image_ids = {img.get('id') for img in dataset['images']}
+    seen, out = set(), []
+    for img in dataset['images']:
+        if img.get('id') in seen:
+            out.append(
+                DataProblem(
+                    ann_file,
+                    f"image id {img.get('id')} appears more than once "
+                    "in 'images'"))
+        seen.add(img.get('id'))
     category_ids = {cat.get('id') for cat in dataset['categories']}
-    return [
+    return out + [
         DataProblem(ann_file, what) for ann in dataset['annotations']
         for what in _coco_ann_problems(ann, image_ids, category_ids)
     ]

@@ -5,7 +5,8 @@ from typing import Dict, Sequence, Union
 
 import torch
 
-from ..checkpoint.loading import get_state_dict, read_checkpoint
+from ..checkpoint.loading import (CheckpointError, get_state_dict,
+                                  read_checkpoint)
 from .scope import is_sparse_weight
 
 _BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -45,43 +46,64 @@ def encode_sparsity_state(state: dict) -> dict:
     return out
 
 
-def decode_sparsity_state(state: dict) -> dict:
+def decode_sparsity_state(state: dict, source: str = 'checkpoint') -> dict:
     """Bool ``masks`` / ``explored`` of a saved sparsity state, bit-packed
-    (:func:`encode_sparsity_state`) or saved as bool tensors (version 1)."""
+    (:func:`encode_sparsity_state`) or saved as bool tensors (version 1).
+    A mask whose bytes cannot hold its shape raises ``CheckpointError``
+    naming the layer and ``source`` (the file). Defaults to 'checkpoint'."""
     out = dict(state)
     packed = state.get('mask_format') == PACKBITS
     for key in ('masks', 'explored'):
-        out[key] = OrderedDict(
-            (n, unpack_mask(v, state['shapes'][n]) if packed else v.bool())
-            for n, v in state.get(key, {}).items())
+        out[key] = OrderedDict()
+        for n, v in state.get(key, {}).items():
+            try:
+                out[key][n] = (
+                    unpack_mask(v, state['shapes'][n]) if packed else v.bool())
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(
+                    f'{source}: {key} of layer {n} cannot be read: {e}')
     out.pop('mask_format', None)
     out.pop('shapes', None)
     return out
 
 
 def masks_from_checkpoint(ckpt: Union[dict, str],
-                          zeros: bool = True) -> Dict[str, torch.Tensor]:
+                          zeros: bool = True,
+                          source: str = 'checkpoint'
+                          ) -> Dict[str, torch.Tensor]:
     """Masks of a checkpoint: ``ckpt['sparsity']['masks']`` when saved by
     ``SparseTrainingHook``, else ``weight != 0`` for every sparse-scope
     weight (:func:`~mmslak.sparse.scope.is_sparse_weight`; for checkpoints
-    saved without masks, such as the reference implementation's).
+    saved without masks, such as the reference implementation's). A saved
+    mask whose shape differs from its weight's raises ``CheckpointError``
+    naming the layer and the file.
 
     Args:
         ckpt (dict | str): a loaded checkpoint or its path.
         zeros (bool): without saved masks, take the weights' zeros; False
             raises a KeyError naming the checkpoint instead. Defaults to
             True.
+        source (str): how errors name a loaded ``ckpt`` (a path names
+            itself). Defaults to 'checkpoint'.
     """
-    where = ckpt if isinstance(ckpt, str) else 'the checkpoint'
     if isinstance(ckpt, str):
-        ckpt = read_checkpoint(ckpt)
+        source, ckpt = ckpt, read_checkpoint(ckpt)
     if not isinstance(ckpt, dict):
         raise TypeError(f'expected a checkpoint dict, got {type(ckpt)}')
     sparsity = ckpt.get('sparsity')
     if isinstance(sparsity, dict) and 'masks' in sparsity:
-        return decode_sparsity_state(sparsity)['masks']
+        masks = decode_sparsity_state(sparsity, source)['masks']
+        state = get_state_dict(ckpt, strip_prefixes=())
+        for name, mask in masks.items():
+            weight = state.get(name)
+            if torch.is_tensor(weight) and weight.shape != mask.shape:
+                raise CheckpointError(
+                    f'{source}: the mask of layer {name} has shape '
+                    f'{tuple(mask.shape)} but its weight has shape '
+                    f'{tuple(weight.shape)}')
+        return masks
     if not zeros:
-        raise KeyError(f'{where} holds no sparse-training masks '
+        raise KeyError(f'{source} holds no sparse-training masks '
                        "(checkpoint['sparsity']['masks'])")
     masks = OrderedDict()
     for name, value in get_state_dict(ckpt, strip_prefixes=()).items():

@@ -21,9 +21,11 @@ def sparsity_table(ckpt: Union[dict, str]) -> dict:
     listed at density 1.
     """
     if isinstance(ckpt, str):
-        ckpt = read_checkpoint(ckpt)
+        source, ckpt = ckpt, read_checkpoint(ckpt)
+    else:
+        source = 'checkpoint'
     state = get_state_dict(ckpt, strip_prefixes=())
-    masks = masks_from_checkpoint(ckpt)
+    masks = masks_from_checkpoint(ckpt, source=source)
     rows: List[tuple] = []
     for name, mask in masks.items():
         weight = state.get(name)

@@ -54,6 +54,10 @@ def _plant_ade(toy):
         f.write('not an image')
     os.remove(osp.join(ann_dir, 'ADE_train_00000002.png'))
     Image.fromarray(label).save(osp.join(ann_dir, 'ADE_train_orphan.png'))
+    val_path = osp.join(toy, ADE, 'annotations', 'validation',
+                        'ADE_valid_00000000.png')
+    val = np.array(Image.open(val_path))
+    Image.fromarray(np.stack([val] * 3, -1)).save(val_path)  # RGB label
     return img_dir, ann_dir
 
 
@@ -65,19 +69,24 @@ def test_ade_faults(run_tool, toy):
     expected = {
         osp.join(ann_dir, 'ADE_train_00000000.png'):
         'label value(s) [199] outside [0, 150)',
-        osp.join(img_dir, 'ADE_train_00000001.jpg'): 'image does not decode',
+        osp.join(img_dir, 'ADE_train_00000001.jpg'):
+        'image does not decode',
         osp.join(ann_dir, 'ADE_train_00000002.png'):
         'annotation file is missing',
-        osp.join(ann_dir, 'ADE_train_orphan.png'): 'annotation has no image',
+        osp.join(ann_dir, 'ADE_train_orphan.png'):
+        'annotation has no image',
+        osp.join(ann_dir, '..', 'validation', 'ADE_valid_00000000.png'):
+        'single-channel',
     }
-    found = {f: p for s, f, p in rows}
+    found = {osp.normpath(f): p for s, f, p in rows}
+    expected = {osp.normpath(f): p for f, p in expected.items()}
     assert set(found) == set(expected), rows
     for path, what in expected.items():
         assert what in found[path], (path, found[path])
     assert '[200] in the file' in found[osp.join(ann_dir,
                                                  'ADE_train_00000000.png')]
-    assert all(s == 'train' for s, _, _ in rows)  # validation untouched
-    assert '4 problem(s) in 4 file(s)' in proc.stdout
+    assert [s for s, _, _ in rows].count('test') == 1  # the RGB label
+    assert '5 problem(s) in 5 file(s)' in proc.stdout
 
 
 def test_voc_faults(run_tool, toy):

@@ -60,6 +60,21 @@ def test_seg_label_out_of_range(toy, pipeline):
     assert '[180] in the file' in msg
 
 
+@pytest.mark.parametrize('pipeline', [SEG_TRAIN, SEG_TEST])
+def test_seg_label_saved_as_rgb(toy, pipeline):
+    """Issue 24 item 1: a 3-channel label map stops loading, naming the
+    file and saying annotations are single-channel (upstream: a collate
+    crash in training, an IndexError in the metric in testing)."""
+    path = osp.join(toy, ADE, 'annotations', 'training',
+                    'ADE_train_00000001.png')
+    label = np.array(Image.open(path))
+    Image.fromarray(np.stack([label] * 3, -1)).save(path)
+    checked = _ade(CheckedADE20KDataset, toy, pipeline)
+    with pytest.raises(DatasetError) as err:
+        checked[1]
+    assert path in str(err.value) and 'single-channel' in str(err.value)
+
+
 def test_seg_ignore_index_is_valid(toy):
     path = osp.join(toy, ADE, 'annotations', 'validation',
                     'ADE_valid_00000000.png')
@@ -109,13 +124,22 @@ def test_coco_clean(toy):
     assert sum(len(ds[i]['instances']) for i in range(3)) > 0
 
 
-@pytest.mark.parametrize('fault, expected', [
-    (lambda d: d['annotations'][1].pop('bbox'), "id 2 has no ['bbox']"),
-    (lambda d: d['annotations'][1]['bbox'].__setitem__(3, -4.0),
-     'id 2: bbox [{}, {}, {}, -4.0] has a negative width or height'),
-    (lambda d: d['annotations'][1].__setitem__('bbox', [1, 2, 'x', 4]),
-     "id 2: bbox [1, 2, 'x', 4] is not 4 finite numbers"),
-])
+@pytest.mark.parametrize(
+    'fault, expected',
+    [
+        (lambda d: d['annotations'][1].pop('bbox'), "id 2 has no ['bbox']"),
+        (lambda d: d['annotations'][1]['bbox'].__setitem__(3, -4.0),
+         'id 2: bbox [{}, {}, {}, -4.0] has a negative width or height'),
+        (lambda d: d['annotations'][1].__setitem__('bbox', [1, 2, 'x', 4]),
+         "id 2: bbox [1, 2, 'x', 4] is not 4 finite numbers"),
+        # issue 24 item 3: polygons of < 6 or an odd count; duplicate image ids
+        (lambda d: d['annotations'][1].__setitem__(
+            'segmentation', [[1, 2, 3, 4]]), 'id 2: a polygon'),
+        (lambda d: d['annotations'][1].__setitem__(
+            'segmentation', [[1, 2, 3, 4, 5, 6, 7]]), 'id 2: a polygon'),
+        (lambda d: d['images'][1].__setitem__('id', d['images'][0]['id']),
+         'image id {} appears more than once'),
+    ])
 def test_coco_bad_annotation(toy, fault, expected):
     path = osp.join(toy, 'coco', 'annotations', 'instances_train2017.json')
     data = _edit_json(path, fault)
@@ -124,7 +148,8 @@ def test_coco_bad_annotation(toy, fault, expected):
     with pytest.raises(DatasetError) as err:
         _coco(CheckedCocoDataset, toy)
     assert path in str(err.value)
-    assert expected.format(*box[:3]) in str(err.value)
+    assert expected.format(*box[:3]) in str(err.value) or \
+        expected.format(data['images'][0]['id']) in str(err.value)
 
 
 def test_coco_negative_box_dropped_upstream(toy):

@@ -3,13 +3,15 @@ oracle), both stored forms readable, the size bound of issue 16 (masks +
 explored record <= 1/12 of the fp32 weights' bytes), and which checkpoint
 entries are masks."""
 import io
+import os.path as osp
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
+from child_process import REPO, run_in_checkout
 
-from mmslak.checkpoint import get_state_dict
+from mmslak.checkpoint import CheckpointError, get_state_dict
 from mmslak.sparse import masks_from_checkpoint
 from mmslak.sparse.checkpoint import (decode_sparsity_state,
                                       encode_sparsity_state, pack_mask,
@@ -162,3 +164,40 @@ def test_pack_and_unpack_on_cuda():
     assert torch.equal(bits, pack_mask(mask))
     back = unpack_mask(bits.cuda(), (3, 7))
     assert back.device.type == 'cuda' and torch.equal(back.cpu(), mask)
+
+
+def test_damaged_masks_are_refused_naming_layer_and_file(tmp_path):
+    """Issue 24 items 5 and 7: every reader of saved masks (through
+    ``masks_from_checkpoint``) refuses a mask that does not fit its weight
+    and a packed mask whose bytes are cut; the summary tool ends with one
+    ``error:`` line naming the layer and the file, exit status 1."""
+    weights = dict(**{
+        'conv.weight': torch.ones(8, 2, 3, 3),
+        'fc.weight': torch.ones(80, 20)
+    })
+    good = encode_sparsity_state(
+        dict(masks=OrderedDict((n, w > 0) for n, w in weights.items())))
+    wrong_shape = dict(
+        good, masks=dict(good['masks']), shapes=dict(good['shapes']))
+    wrong_shape['masks']['fc.weight'] = pack_mask(torch.ones(20, 80) > 0)
+    wrong_shape['shapes']['fc.weight'] = [20, 80]
+    cut = dict(good, masks=dict(good['masks']))
+    cut['masks']['fc.weight'] = good['masks']['fc.weight'][:10]
+    paths = []
+    for tag, state in (('shape', wrong_shape), ('cut', cut)):
+        path = tmp_path / f'{tag}.pth'
+        torch.save(dict(state_dict=weights, sparsity=state), path)
+        paths.append(path)
+        for read in (masks_from_checkpoint, sparsity_table):
+            with pytest.raises(CheckpointError) as info:
+                read(str(path))
+            assert 'fc.weight' in str(info.value)
+            assert str(path) in str(info.value)
+    script = osp.join(REPO, 'tools/analysis/sparsity_summary.py')
+    for path in paths:
+        proc = run_in_checkout(script, path)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines[-1].startswith('error:') and 'Traceback' not in \
+            proc.stderr
+        assert 'fc.weight' in lines[-1] and str(path) in lines[-1]

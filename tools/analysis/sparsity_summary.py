@@ -3,7 +3,9 @@
     python tools/analysis/sparsity_summary.py CKPT [--out table.txt]
 """
 import argparse
+import sys
 
+from mmslak.checkpoint import CheckpointError
 from mmslak.sparse.summary import format_sparsity_table, sparsity_table
 
 
@@ -18,7 +20,10 @@ def parse_args():
 
 def main():
     args = parse_args()
-    text = format_sparsity_table(sparsity_table(args.checkpoint))
+    try:
+        text = format_sparsity_table(sparsity_table(args.checkpoint))
+    except (CheckpointError, OSError) as e:
+        sys.exit(f'error: {e}')
     print(text)
     if args.out:
         with open(args.out, 'w') as f:

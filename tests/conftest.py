@@ -1,5 +1,7 @@
 import importlib.util
+import inspect
 import os
+import re
 import shutil
 
 import pytest
@@ -8,15 +10,47 @@ from child_process import run_in_checkout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Fixtures that start a child process importing the checkout: a test that
-# uses one is marked ``child_process`` (tests that call run_in_checkout or
-# subprocess themselves carry the marker explicitly).
+# A test that starts a child process (itself, through a helper function of
+# its module, or through a fixture) is marked ``child_process``: the child
+# imports the checkout, not a mutant, so mutation testing deselects it
+# (tools/misc/mutation.py). Found from the code, not from test names.
 CHILD_FIXTURES = ('checkout_run', 'run_tool', 'checkout_env')
+CHILD_CALL = re.compile(r'\b(run_in_checkout|checkout_command|subprocess\.\w+|'
+                        r'Popen|mp\.spawn|start_processes)\(')
+
+
+def _starts_child(item) -> bool:
+    if set(CHILD_FIXTURES) & set(getattr(item, 'fixturenames', ())):
+        return True
+    module = getattr(item, 'module', None)
+    todo = [getattr(item, 'function', None)]
+    info = getattr(item, '_fixtureinfo', None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        todo += [d.func for d in defs]
+    seen = set()
+    while todo:
+        func = todo.pop()
+        func = inspect.unwrap(func) if inspect.isfunction(func) else None
+        if func is None or func in seen:
+            continue
+        seen.add(func)
+        try:
+            source = inspect.getsource(func)
+        except (OSError, TypeError):
+            continue
+        if CHILD_CALL.search(source):
+            return True
+        todo += [
+            getattr(module, name) for name in func.__code__.co_names
+            if inspect.isfunction(getattr(module, name, None))
+            and getattr(module, name).__module__ == module.__name__
+        ]
+    return False
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if set(CHILD_FIXTURES) & set(getattr(item, 'fixturenames', ())):
+        if _starts_child(item):
             item.add_marker(pytest.mark.child_process)
     if torch.cuda.is_available():
         return

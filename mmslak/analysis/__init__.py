@@ -14,10 +14,9 @@ from .throughput import measure_throughput
 
 __all__ = [
     'TensorForward', 'dummy_inputs', 'count_complexity',
-    'densities_from_masks', 'densities_from_weights',
-    'sparsifiable_layers', 'densities_assumed',
-    'DEFAULT_THRESHOLDS', 'compute_erf', 'fallback_images',
-    'high_contribution_area_ratios', 'input_gradient_map', 'load_images',
-    'normalize_erf', 'plot_erfs', 'preprocess', 'strip_output_norms',
-    'measure_throughput', 'switch_to_deploy'
+    'densities_from_masks', 'densities_from_weights', 'sparsifiable_layers',
+    'densities_assumed', 'DEFAULT_THRESHOLDS', 'compute_erf',
+    'fallback_images', 'high_contribution_area_ratios', 'input_gradient_map',
+    'load_images', 'normalize_erf', 'plot_erfs', 'preprocess',
+    'strip_output_norms', 'measure_throughput', 'switch_to_deploy'
 ]

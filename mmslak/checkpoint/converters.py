@@ -33,8 +33,7 @@ from .loading import CheckpointError, CheckpointMismatchError, get_state_dict
 __all__ = [
     'ConversionReport', 'slak_to_mmpretrain', 'mmpretrain_to_slak',
     'mmseg0x_to_mmseg1x', 'mmdet2x_to_mmdet3x', 'save_converted',
-    'trained_or_ema_weights',
-    'REFERENCE_TRAINING_GLOBALS'
+    'trained_or_ema_weights', 'REFERENCE_TRAINING_GLOBALS'
 ]
 
 

@@ -663,6 +663,23 @@ NOTES = {
         "mmengine's EMAHook validates the EMA weights only; the reference "
         'validates both.',
     ],
+    'Sparse training': [
+        "growth='random' regrows exactly as many weights as were pruned from "
+        "each layer; the reference's funcs.random_growth draws each inactive "
+        'position with probability pruned/inactive, so a layer\'s density '
+        'drifts by a few weights per update. Exact counts keep the density '
+        'the recipe states and make runs comparable; the expected count is '
+        'the same.',
+        "init='erk' / 'uniform' give each layer exactly round(density x "
+        "numel) active weights; the reference's Masking.init draws each "
+        'weight with that probability. (SNIP, which every config uses, is a '
+        'global top-k in both.)',
+        'The masks are broadcast from rank 0 only when they change (SNIP, '
+        'each prune/regrow, resume); the reference broadcasts them inside '
+        'every apply_mask, i.e. after every step. Between changes the masks '
+        'cannot differ across ranks, so the result is the same at fewer '
+        'collectives.',
+    ],
     'ADE20K 80k': [
         "norm_decay_mult=0: mmengine counts every nn.LayerNorm as a norm, so "
         "all LN and BN parameters skip weight decay. The reference's own "

@@ -84,7 +84,10 @@ def already_converted(checkpoint: dict, target: str) -> Optional[str]:
     state = checkpoint.get('state_dict')
     meta = checkpoint.get('meta') or {}
     if target == 'mmpretrain' and 'model' not in checkpoint and isinstance(
-            state, dict) and any(k.startswith('backbone.') for k in state):
+            state, dict) and any(k.startswith('backbone.') for k in state) \
+            and 'ema_state_dict' not in checkpoint:
+        # with an EMAHook state there is a choice to make (trained or EMA
+        # weights), so one of our own checkpoints is converted then
         return "its 'state_dict' already has mmpretrain's backbone.* keys"
     if target == 'reference' and 'state_dict' not in checkpoint and \
             isinstance(checkpoint.get('model'), dict) and not any(
@@ -98,10 +101,11 @@ def already_converted(checkpoint: dict, target: str) -> Optional[str]:
     return None
 
 
-def _read_source(src: str, target: str, **kwargs) -> dict:
-    """The source checkpoint, refused when already in the target layout."""
+def _read_source(src: str, target: Optional[str], **kwargs) -> dict:
+    """The source checkpoint, refused when already in the ``target``
+    layout (None: not checked)."""
     ckpt = read_checkpoint(src, **kwargs)
-    why = already_converted(ckpt, target)
+    why = target and already_converted(ckpt, target)
     if why:
         raise ValueError(f'{src!r} is already in the target layout ({why}): '
                          'nothing to convert')
@@ -232,7 +236,8 @@ def slak2mmpretrain_main(argv: Optional[List[str]] = None) -> int:
     def convert(bar) -> int:
         ckpt = _read_source(
             args.src,
-            'mmpretrain',
+            # extracting the backbone is never a no-op
+            None if args.backbone_only else 'mmpretrain',
             extra_safe_globals=REFERENCE_TRAINING_GLOBALS)
         bar.update()
         converted, report = slak_to_mmpretrain(

@@ -130,7 +130,7 @@ def test_tool_segmentor_and_detector(tmp_path, capsys):
 
 
 def test_tool_rejects_missing_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
         _tool().main([
             osp.join(REPO, 'configs', 'demo', 'upernet_slak-demo_toy-ade.py'),
             str(tmp_path / 'nope.pth'),

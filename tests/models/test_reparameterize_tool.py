@@ -88,13 +88,15 @@ def test_deploy_walker_switches_each_outermost_module_once():
     assert switch_to_deploy(model) == 0  # already in deploy form
 
 
-def test_reparameterize_tool_refuses_a_deploy_form_model(tmp_path, capsys):
+def test_reparameterize_tool_refuses_a_model_without_slak(tmp_path, capsys):
     cfg_file = tmp_path / 'cfg.py'
-    cfg_file.write_text(CONFIG + '\nmodel["backbone"]["deploy"] = True\n')
-    src = tmp_path / 'deploy.pth'
+    cfg_file.write_text(
+        CONFIG.split('model = dict(')[0] +
+        "model = dict(type='ImageClassifier', backbone=dict(type='ResNet', "
+        'depth=18, stem_channels=8, base_channels=8), neck=None, head=None)\n')
+    src = tmp_path / 'resnet.pth'
     save_checkpoint({'state_dict': _build(cfg_file).state_dict()}, str(src))
-    out = tmp_path / 'again.pth'
+    out = tmp_path / 'deploy.pth'
     assert _load_tool().main([str(cfg_file), str(src), str(out)]) == 1
-    assert 'ImageClassifier is already in deploy form' in capsys.readouterr(
-    ).err
+    assert 'no module that can be re-parameterised' in capsys.readouterr().err
     assert not out.exists()

@@ -39,14 +39,11 @@ def main(argv=None) -> int:
     model = init_model(
         args.config, args.checkpoint, cfg_options=args.cfg_options)
     switched = switch_to_deploy(model)
-    if switched == 0:
-        reparameterisable = any(
-            callable(getattr(m, 'switch_to_deploy', None))
-            for m in model.modules())
-        why = ('is already in deploy form' if reparameterisable else
-               'has no module that can be re-parameterised (is it a SLaK '
-               'model?)')
-        print(f'error: {type(model).__name__} {why}', file=sys.stderr)
+    if switched == 0:  # a deploy-form checkpoint was refused above
+        print(
+            f'error: {type(model).__name__} has no module that can be '
+            're-parameterised (is it a SLaK model?)',
+            file=sys.stderr)
         return 1
     meta = dict(deploy=True)
     if getattr(model, 'dataset_meta', None) is not None:

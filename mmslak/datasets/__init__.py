@@ -5,15 +5,18 @@ per-file checks behind them and ``tools/misc/check_dataset.py``.
 checked datasets in mmseg's / mmdet's ``DATASETS``), so a config that lists
 only ``mmslak`` in ``custom_imports`` can use them.
 """
-from .base import NonEmptyMixin
+from .base import LoadCheckMixin, NonEmptyMixin
 from .checks import (DataProblem, DatasetError, coco_problems, image_problems,
-                     raise_problems, seg_label_problems, voc_xml_problems)
-from .det import CheckedCOCO, CheckedCocoDataset, CheckedVOCDataset
+                     raise_problems, seg_label_problems, size_problems,
+                     voc_xml_problems)
+from .det import (CheckedCOCO, CheckedCocoDataset, CheckedVOCDataset,
+                  DeclaredSizeCheckMixin)
 from .seg import CheckedADE20KDataset, SegLabelCheckMixin
 
 __all__ = [
-    'NonEmptyMixin', 'DataProblem', 'DatasetError', 'coco_problems',
-    'image_problems', 'raise_problems', 'seg_label_problems',
-    'voc_xml_problems', 'CheckedCOCO', 'CheckedCocoDataset',
-    'CheckedVOCDataset', 'CheckedADE20KDataset', 'SegLabelCheckMixin'
+    'NonEmptyMixin', 'LoadCheckMixin', 'DataProblem', 'DatasetError',
+    'coco_problems', 'image_problems', 'raise_problems', 'seg_label_problems',
+    'size_problems', 'voc_xml_problems', 'CheckedCOCO', 'CheckedCocoDataset',
+    'CheckedVOCDataset', 'DeclaredSizeCheckMixin', 'CheckedADE20KDataset',
+    'SegLabelCheckMixin'
 ]

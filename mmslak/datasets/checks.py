@@ -14,7 +14,8 @@ import numpy as np
 
 __all__ = [
     'DataProblem', 'DatasetError', 'raise_problems', 'seg_label_problems',
-    'coco_problems', 'voc_xml_problems', 'image_problems', 'no_samples_error'
+    'coco_problems', 'voc_xml_problems', 'image_problems', 'size_problems',
+    'no_samples_error'
 ]
 
 
@@ -74,6 +75,21 @@ def seg_label_problems(seg_map: np.ndarray,
         what += f' (value(s) {[v + 1 for v in bad]} in the file, ' \
             'before reduce_zero_label)'
     return [DataProblem(path, what)]
+
+
+def size_problems(file: str, what: str, size_hw: Sequence[int], img_path: str,
+                  img_hw: Sequence[int]) -> List[DataProblem]:
+    """``what`` in ``file`` (a loaded label map, a declared image size) is
+    ``size_hw`` (height, width) but the image ``img_path`` decodes to
+    ``img_hw``."""
+    size_hw, img_hw = tuple(size_hw[:2]), tuple(img_hw[:2])
+    if size_hw == img_hw:
+        return []
+    return [
+        DataProblem(
+            file, f'{what} is {size_hw[1]}x{size_hw[0]} (WxH) but its '
+            f'image {img_path} is {img_hw[1]}x{img_hw[0]}')
+    ]
 
 
 def _is_number(value) -> bool:

@@ -14,9 +14,14 @@ from mmslak.datasets import (CheckedADE20KDataset, CheckedCocoDataset,
                              CheckedVOCDataset, DatasetError)
 
 ADE = 'ade/ADEChallengeData2016'
-SEG_TRAIN = [
+SEG_TRAIN = [  # the configs' order: load, then resize and crop both
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(
+        type='RandomResize',
+        scale=(512, 128),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=(64, 64)),
     dict(type='PackSegInputs')
 ]
@@ -75,6 +80,34 @@ def test_seg_label_saved_as_rgb(toy, pipeline):
     assert path in str(err.value) and 'single-channel' in str(err.value)
 
 
+@pytest.mark.parametrize('pipeline', [SEG_TRAIN, SEG_TEST])
+def test_seg_label_of_another_size(toy, pipeline):
+    """A label map of another size than its image stops loading, naming
+    both files and both sizes (upstream: training resizes it to the
+    image's size without a word, testing ends in an IndexError inside the
+    metric)."""
+    from mmseg.datasets import ADE20KDataset
+    name = 'ADE_train_00000001'
+    path = osp.join(toy, ADE, 'annotations', 'training', name + '.png')
+    img_path = osp.join(toy, ADE, 'images', 'training', name + '.jpg')
+    Image.open(img_path).crop((0, 0, 128, 96)).save(img_path)  # W x H
+    Image.open(path).resize((64, 48), Image.NEAREST).save(path)  # half
+    assert Image.open(img_path).size == (128, 96)
+    sample = _ade(ADE20KDataset, toy, pipeline)[1]['data_samples']
+    if pipeline is SEG_TRAIN:  # both rescaled to the same size: silent
+        assert sample.gt_sem_seg.shape == sample.img_shape
+    else:  # the label as loaded, the prediction at the image's size
+        assert sample.gt_sem_seg.shape == (48, 64)
+        assert sample.ori_shape == (96, 128)
+    checked = _ade(CheckedADE20KDataset, toy, pipeline)
+    assert checked[0] is not None  # the other samples still load
+    with pytest.raises(DatasetError) as err:
+        checked[1]
+    msg = str(err.value)
+    assert f'{path}: annotation is 64x48 (WxH)' in msg
+    assert f'its image {img_path} is 128x96' in msg
+
+
 def test_seg_ignore_index_is_valid(toy):
     path = osp.join(toy, ADE, 'annotations', 'validation',
                     'ADE_valid_00000000.png')
@@ -99,14 +132,14 @@ def test_seg_no_samples(toy):
     assert f'no samples found under {osp.join(toy, ADE)}' in str(err.value)
 
 
-def _coco(cls, toy, test_mode=False, split='train'):
+def _coco(cls, toy, test_mode=False, split='train', pipeline=()):
     with DefaultScope.overwrite_default_scope('mmdet'):
         return cls(
             data_root=osp.join(toy, 'coco'),
             ann_file=f'annotations/instances_{split}2017.json',
             data_prefix=dict(img=f'{split}2017/'),
             test_mode=test_mode,
-            pipeline=[])
+            pipeline=list(pipeline))
 
 
 def _edit_json(path, edit):
@@ -176,13 +209,13 @@ def test_coco_without_annotations_for_testing(toy):
     assert "has no ['annotations']" in str(err.value)
 
 
-def _voc(cls, toy):
+def _voc(cls, toy, pipeline=()):
     with DefaultScope.overwrite_default_scope('mmdet'):
         return cls(
             data_root=osp.join(toy, 'VOCdevkit'),
             ann_file='VOC2007/ImageSets/Main/trainval.txt',
             data_prefix=dict(sub_data_root='VOC2007/'),
-            pipeline=[])
+            pipeline=list(pipeline))
 
 
 def test_voc_malformed_xml(toy):
@@ -198,3 +231,54 @@ def test_voc_malformed_xml(toy):
     with pytest.raises(DatasetError) as err:
         _voc(CheckedVOCDataset, toy)
     assert path in str(err.value) and 'malformed XML' in str(err.value)
+
+
+def _set_voc_width(toy, width):
+    path = osp.join(toy, 'VOCdevkit', 'VOC2007', 'Annotations',
+                    '2007_trainval_000001.xml')
+    with open(path) as f:
+        text = f.read()
+    start = text.index('<width>') + len('<width>')
+    with open(path, 'w') as f:
+        f.write(text[:start] + str(width) + text[text.index('</width>'):])
+    img = osp.join(toy, 'VOCdevkit', 'VOC2007', 'JPEGImages',
+                   '2007_trainval_000001.jpg')
+    return path, '<size>', img
+
+
+def _set_coco_width(toy, width):
+    path = osp.join(toy, 'coco', 'annotations', 'instances_train2017.json')
+    data = _edit_json(path,
+                      lambda d: d['images'][1].__setitem__('width', width))
+    img = osp.join(toy, 'coco', 'train2017', data['images'][1]['file_name'])
+    return path, f"image id {data['images'][1]['id']}: size", img
+
+
+@pytest.mark.parametrize('kind', ['voc', 'coco'])
+def test_det_image_of_another_size_than_declared(toy, kind):
+    """An image whose size differs from the one its annotation declares
+    (VOC ``<size>``, COCO ``width`` / ``height``) stops loading, naming
+    the annotation, the image and both sizes, as soon as the image is
+    loaded (upstream: loads, boxes in another frame than the image)."""
+    from mmdet.datasets import CocoDataset, VOCDataset
+    upstream_cls, cls, plant = dict(
+        voc=(VOCDataset, CheckedVOCDataset, _set_voc_width),
+        coco=(CocoDataset, CheckedCocoDataset, _set_coco_width))[kind]
+    build = _voc if kind == 'voc' else _coco
+
+    def load(dataset_cls, idx):
+        ds = build(dataset_cls, toy, pipeline=[dict(type='LoadImageFromFile')])
+        return ds[idx]
+
+    assert load(cls, 1)['ori_shape'] is not None  # clean: no error
+    ann, what, img = plant(toy, 100)
+    img_w, img_h = Image.open(img).size
+    assert img_w != 100
+    upstream = load(upstream_cls, 1)
+    assert upstream['img_path'] == img  # the planted sample, loaded
+    assert (upstream['width'], upstream['ori_shape'][1]) == (100, img_w)
+    with pytest.raises(DatasetError) as err:
+        load(cls, 1)
+    msg = str(err.value)
+    assert f'{ann}: {what} is 100x{img_h} (WxH)' in msg
+    assert f'its image {img} is {img_w}x{img_h}' in msg

@@ -70,6 +70,30 @@ def test_test_tool_coco_negative_box(run_tool, toy, tmp_path):
         'negative width or height' in line
 
 
+def test_test_tool_ade_label_of_another_size(run_tool, toy, tmp_path):
+    """Upstream: an IndexError inside IoUMetric, naming no file."""
+    name = 'ADE_valid_00000000'
+    ade = osp.join(toy, 'ade', 'ADEChallengeData2016')
+    ann = osp.join(ade, 'annotations', 'validation', name + '.png')
+    img = osp.join(ade, 'images', 'validation', name + '.jpg')
+    Image.open(ann).resize((64, 48), Image.NEAREST).save(ann)
+    w, h = Image.open(img).size
+    ckpt = str(tmp_path / 'empty.pth')
+    torch.save({'state_dict': {}, 'meta': {}}, ckpt)
+    proc = run_tool(
+        'tools/test.py',
+        ADE_CFG,
+        ckpt,
+        '--allow-partial-load',  # the weights do not matter here
+        '--work-dir',
+        'work',
+        env=dict(MMSLAK_TOY_DATA=toy))
+    line = _error_lines(proc)
+    assert line.startswith('error: invalid dataset: 1 invalid annotation')
+    assert f'{ann}: annotation is 64x48 (WxH) but its image {img} is ' \
+        f'{w}x{h}' in line
+
+
 def test_train_tool_label_out_of_range_in_a_worker(run_tool, toy):
     paths = sorted(
         glob.glob(

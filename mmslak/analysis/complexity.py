@@ -25,6 +25,7 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
+from ..ops import dispatch
 from ..sparse import is_sparse_weight, uniform_densities
 
 SPARSE_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -87,18 +88,6 @@ def densities_assumed(model: nn.Module,
     return uniform_densities(shapes, density)
 
 
-def reference_conv():
-    """Context in which ``mmslak.ops.depthwise_conv2d`` runs a plain
-    ``F.conv2d`` with the full kernel.
-
-    The counter must see the nominal convolution: the fast op may crop
-    kernels larger than the feature map or run an FFT, which the tracer
-    would count as fewer (or no) MACs. The papers count full kernels.
-    """
-    from mmslak.ops import dispatch
-    return dispatch('reference')
-
-
 def count_complexity(model: nn.Module,
                      inputs,
                      densities: Optional[Dict[str, float]] = None) -> dict:
@@ -129,7 +118,10 @@ def count_complexity(model: nn.Module,
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad(), reference_conv():
+    # the counter must see the nominal convolution: the fast op may crop
+    # kernels larger than the feature map or run an FFT, which the tracer
+    # would count as fewer (or no) MACs; the papers count full kernels
+    with torch.no_grad(), dispatch('reference'):
         by_module = analyzer.by_module()
         dense_flops = analyzer.total()
     params = sum(p.numel() for p in model.parameters())

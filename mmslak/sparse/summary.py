@@ -68,19 +68,31 @@ def _explored_ratio(sparsity, dense_numel: int = 0) -> float:
     return (active + dense_numel) / (total + dense_numel)
 
 
-def format_sparsity_table(table: dict) -> str:
-    rows = table['rows']
+def format_layer_rows(rows) -> str:
+    """The one per-layer sparsity table (the hook's log and
+    tools/analysis/sparsity_summary.py): a line per ``(name, shape, active,
+    numel)`` row, with a ``nonzero`` column where rows have a fifth item."""
+    rows = list(rows)
     width = max([len(r[0]) for r in rows] + [5])
+    nonzero = bool(rows) and len(rows[0]) > 4
     out = [
         f'{"layer":<{width}}  {"shape":<18}  {"active":>10}  '
-        f'{"numel":>10}  {"density":>7}  {"nonzero":>10}'
+        f'{"numel":>10}  {"density":>7}' +
+        (f'  {"nonzero":>10}' if nonzero else '')
     ]
-    for name, shape, active, numel, nonzero in rows:
+    for name, shape, active, numel, *rest in rows:
         shape_s = 'x'.join(str(s) for s in shape)
         out.append(f'{name:<{width}}  {shape_s:<18}  {active:>10}  '
-                   f'{numel:>10}  {active / numel:>7.4f}  {nonzero:>10}')
+                   f'{numel:>10}  {active / numel:>7.4f}' +
+                   (f'  {rest[0]:>10}' if nonzero else ''))
+    return '\n'.join(out)
+
+
+def format_sparsity_table(table: dict) -> str:
+    """:func:`sparsity_table` as text: the layer rows, then the totals."""
+    out = [format_layer_rows(table['rows'])]
     numel = max(table['numel'], 1)
-    out.append(f'masks from: {table["source"]}; layers: {len(rows)}; '
+    out.append(f'masks from: {table["source"]}; layers: {len(table["rows"])}; '
                f'density {table["active"] / numel:.6f} '
                f'({table["active"]}/{table["numel"]})')
     if table['explored'] == table['explored']:  # not NaN

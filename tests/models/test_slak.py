@@ -146,6 +146,25 @@ def test_slak_tiny_224_forward():
     assert all(torch.isfinite(o).all() for o in outs)
 
 
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_slak_tiny_traces_as_one_graph(with_cp):
+    """Issue 22 item 6 on the real SLaK-T (training mode, drop path,
+    gradient checkpointing or not): torch.compile sees one graph and no
+    break (the op's custom ops have fake implementations; numerics of the
+    compiled op are checked in tests/ops)."""
+    import torch._dynamo
+    model = SLaK(
+        arch='tiny',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.1,
+        with_cp=with_cp)
+    model.train()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(torch.randn(1, 3, 64, 64))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), r"Unknown SLaK arch 'huge'.*tiny"),

@@ -14,7 +14,6 @@ from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
-from mmslak.engine.hooks.sparse_training_hook import format_layer_table
 from mmslak.sparse import (cosine_prune_rate, masks_from_checkpoint,
                            sparsity_table)
 from mmslak.sparse.prune_grow import num_to_prune
@@ -893,6 +892,3 @@ def test_adapter_edges():
     resumed.before_train(resumed_runner)
     assert resumed.sparsity.num_steps == 1
     assert isinstance(resumed.sparsity.num_steps, int)
-    assert format_layer_table({
-        'ab': (1, 2, 0.5)
-    }).split('\n')[0] == ('layer  ' + '    active       numel  density')

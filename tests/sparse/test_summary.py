@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mmslak.sparse import masks_from_checkpoint
-from mmslak.sparse.summary import format_sparsity_table, sparsity_table
+from mmslak.sparse.summary import (format_layer_rows, format_sparsity_table,
+                                   sparsity_table)
 
 
 def test_masks_from_checkpoint_and_summary(tmp_path):
@@ -54,6 +55,11 @@ def test_masks_from_checkpoint_and_summary(tmp_path):
     assert table['explored'] == 1.0
     text = format_sparsity_table(table)
     assert 'fc.weight' in text and '0.8333' in text
+    # the hook's log has the same columns but the non-zero count
+    lines = format_layer_rows([('a.w', (2, 4), 2, 8)]).split('\n')
+    assert lines[0].split() == ['layer', 'shape', 'active', 'numel', 'density']
+    assert lines[1].split() == ['a.w', '2x4', '2', '8', '0.2500']
+    assert text.split('\n')[0].split()[-1] == 'nonzero'
     with pytest.raises(TypeError):
         masks_from_checkpoint([1, 2])
 

@@ -157,6 +157,13 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='autocast (bf16 on CPU, fp16 on CUDA)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile every model (SLaK-T through the op\'s custom '
+        'ops, ConvNeXt-T as is; the reference variant is left out: its '
+        'plain F.conv2d path says nothing about the op); the first calls '
+        '(compilation) are not timed')
     _add_selection_args(parser)
     parser.add_argument('--skip-models', action='store_true')
     parser.add_argument('--skip-ops', action='store_true')
@@ -173,7 +180,8 @@ def parse_args(argv=None):
         parser.error(f'--batch-sizes ({args.batch_sizes}) needs one entry '
                      f'per --sizes entry ({args.sizes})')
     args.models = [
-        n for n in MODEL_NAMES if n in set(args.models) | {'slak', 'convnext'}
+        n for n in MODEL_NAMES if n in set(args.models)
+        | {'slak', 'convnext'} and not (args.compile and n == 'slak_reference')
     ]
     if args.train_sizes is None:
         args.train_sizes = list(args.sizes)
@@ -207,7 +215,7 @@ def sync(device: str) -> None:
 class ModelVariant:
     """One model variant with its inference and training-step closures."""
 
-    def __init__(self, name, device, amp):
+    def __init__(self, name, device, amp, compile=False):
         self.name = name
         self.device = device
         self.model = build(name, device)
@@ -219,6 +227,8 @@ class ModelVariant:
             self.model.switch_to_deploy()
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:  # the optimizer holds the same parameters
+            self.model = torch.compile(self.model)
 
     def _ctx(self):
         dev = 'cuda' if self.device.startswith('cuda') else 'cpu'
@@ -288,19 +298,30 @@ def _model_fns(variants, kind, x):
 
 
 def bench_models(args, results):
-    variants = {n: ModelVariant(n, args.device, args.amp) for n in args.models}
+    variants = {
+        n: ModelVariant(n, args.device, args.amp, args.compile)
+        for n in args.models
+    }
+    compiled = ', all compiled' if args.compile else ''
     for bs, size in zip(args.batch_sizes, args.sizes):
         x = torch.randn(bs, 3, size, size, device=args.device)
         for kind in ('inference', 'train_step'):
             if kind == 'train_step' and size not in args.train_sizes:
                 continue
-            key = f'{kind}@{bs}x{size}'
-            med = time_round_robin(
-                _model_fns(variants, kind, x), args.repeats, key)
+            key = f'{kind}@{bs}x{size}' + ('+compile' if args.compile else '')
+            fns = _model_fns(variants, kind, x)
+            if args.compile:  # compile (and recompile per shape) untimed
+                for name, fn in fns.items():
+                    print(
+                        f'compiling {name} ({kind}, {bs}x{size})', flush=True)
+                    fn()
+                    fn()
+            med = time_round_robin(fns, args.repeats, key)
             results[key] = med
             base = med['convnext']
             print(f'\n{kind}, batch {bs} x {size} ({STAT["name"]} of '
-                  f'{args.repeats}; ratio = time / ConvNeXt-T NCHW time)')
+                  f'{args.repeats}{compiled}; ratio = time / ConvNeXt-T '
+                  'NCHW time)')
             for n in med:
                 print(f'  {LABELS[n]:<36} {med[n] / bs * 1e3:9.1f} ms/img '
                       f'{med[n] / base:6.2f}x')

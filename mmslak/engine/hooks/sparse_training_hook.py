@@ -17,6 +17,7 @@ from mmslak.sparse.checkpoint import (decode_sparsity_state,
                                       masks_from_checkpoint)
 from mmslak.sparse.dynamic import DynamicSparsity
 from mmslak.sparse.schedule import rescaled_interval
+from mmslak.sparse.summary import format_layer_rows
 from mmslak.sparse.validation import check_positive_int, check_sparsity_args
 
 
@@ -335,7 +336,9 @@ class SparseTrainingHook(Hook):
             f'explored {stats["explored_ratio"]:.4f}, model active '
             f'parameters {nonzero} of {numel}')
         if self.log_per_layer:
-            runner.logger.info('\n' + format_layer_table(stats['layers']))
+            runner.logger.info('\n' + format_layer_rows(
+                (n, tuple(self.masks.params[n].shape), active, numel)
+                for n, (active, numel, _) in stats['layers'].items()))
 
 
 def _optim_wrappers(runner) -> list:
@@ -343,13 +346,3 @@ def _optim_wrappers(runner) -> list:
     wrapper = runner.optim_wrapper
     return list(wrapper.values()) if isinstance(
         wrapper, OptimWrapperDict) else [wrapper]
-
-
-def format_layer_table(layers: Dict[str, tuple]) -> str:
-    """``name  active/numel  density`` lines."""
-    width = max([len(n) for n in layers] + [5])
-    lines = [f'{"layer":<{width}}  {"active":>10}  {"numel":>10}  density']
-    for name, (active, numel, density) in layers.items():
-        lines.append(
-            f'{name:<{width}}  {active:>10}  {numel:>10}  {density:.4f}')
-    return '\n'.join(lines)

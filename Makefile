@@ -14,11 +14,13 @@ env:
 demo:
 	@PY=$(PYTHON_ENV); $$PY tools/demo.py
 
-## Set up, then lint and run the whole test suite (slow tests included).
+## Set up, then lint and run the whole test suite (slow tests included):
+## two pytest workers (pytest-xdist), then the multi-rank tests one by one.
 test:
 	@PY=$(PYTHON_ENV); \
 	$(MAKE) --no-print-directory lint PY=$$PY; \
-	$$PY -m pytest tests -q --durations=15
+	$$PY -m pytest tests -q -n 2 -m "not multi_rank" --durations=15; \
+	$$PY -m pytest tests -q -m multi_rank --durations=5
 
 lint:
 	@$(PY) -m flake8 $(LINT_PATHS)

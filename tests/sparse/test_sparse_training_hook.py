@@ -351,6 +351,7 @@ def test_static_without_zeros_trains_dense(tmp_path, build_runner,
     assert len(hook.masks) == 0 and hook.masks.stats()['density'] == 1.
 
 
+@pytest.mark.multi_rank
 def test_snip_with_a_gathering_syncbn_on_two_processes(tmp_path,
                                                        tiny_child_script):
     """SNIP runs on rank 0 only: a scoring copy that kept SyncBN would wait
@@ -366,6 +367,7 @@ def test_snip_with_a_gathering_syncbn_on_two_processes(tmp_path,
         assert torch.equal(r0[n], r1[n]), n
 
 
+@pytest.mark.multi_rank
 def test_ddp_two_processes_identical_masks(tmp_path, tiny_child_script):
     out = tmp_path / 'out'
     out.mkdir()

@@ -19,8 +19,7 @@ from mmslak.checkpoint import load_checkpoint_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.multi_rank,
+    pytest.mark.slow, pytest.mark.multi_rank,
     pytest.mark.skipif(
         torch.cuda.is_available(), reason='tests the CPU (gloo) path')
 ]

@@ -15,11 +15,12 @@ demo:
 	@PY=$(PYTHON_ENV); $$PY tools/demo.py
 
 ## Set up, then lint and run the whole test suite (slow tests included):
-## two pytest workers (pytest-xdist), then the multi-rank tests one by one.
+## two pytest workers (pytest-xdist, one thread each: two cores, no
+## oversubscription), then the multi-rank tests one by one.
 test:
 	@PY=$(PYTHON_ENV); \
 	$(MAKE) --no-print-directory lint PY=$$PY; \
-	$$PY -m pytest tests -q -n 2 -m "not multi_rank" --durations=15; \
+	OMP_NUM_THREADS=1 $$PY -m pytest tests -q -n 2 -m "not multi_rank" --durations=15; \
 	$$PY -m pytest tests -q -m multi_rank --durations=5
 
 lint:

@@ -62,18 +62,21 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _seed_and_global_modes():
-    """Seed, and put back the process-wide modes a test may set (a
-    Runner with ``randomness=dict(deterministic=True)`` turns on
-    deterministic algorithms for the whole process), so that no test
-    depends on which tests ran before it in the same worker."""
+    """Seed, and start and end every test with torch's default process-wide
+    modes: a Runner with ``randomness=dict(deterministic=True)`` (in a test or
+    in a module- or session-scoped fixture, which runs before this one) turns
+    on deterministic algorithms for the whole process, so that no test depends
+    on which tests or fixtures ran before it in the same worker."""
+
+    def defaults():
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = False
+
     torch.manual_seed(0)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    cudnn = (torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark)
+    defaults()
     yield
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    defaults()
 
 
 PLAIN_RUNNER = os.path.join(

@@ -22,23 +22,13 @@ if (( MAX_RESTARTS > 0 )); then
     (( given )) || PY_ARGS+=(--resume)  # a restart continues from the latest
 fi
 
-# Restarts need a rendezvous whose store keys are new in every round:
-# torchrun's static one (--master_addr/--master_port) keeps one key prefix,
-# so a restarted group could read the killed round's gloo addresses and fail
-# to connect ("connectFullMesh failed"). c10d rendezvous prefixes each round.
-if (( MAX_RESTARTS > 0 )); then
-    RDZV=(--rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$PORT"
-          --rdzv-id="${RDZV_ID:-mmslak-$PORT}")
-else
-    RDZV=(--node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR"
-          --master_port="$PORT")
-fi
-
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 torchrun \
     --nnodes="$NNODES" \
-    "${RDZV[@]}" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
     --max-restarts="$MAX_RESTARTS" \
     "$(dirname "$0")/train.py" \
     "$CONFIG" \

@@ -8,6 +8,7 @@ first (the Runner then keeps it), wrap the model with
 into BN.
 """
 import os
+from datetime import timedelta
 from typing import Union
 
 import torch
@@ -52,7 +53,18 @@ def setup_cpu_distributed(cfg: Config) -> bool:
                            'environment: start with torchrun or '
                            'tools/dist_train.sh / tools/dist_test.sh')
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        # torchrun's agent keeps one store across the restarts of a group
+        # (MAX_RESTARTS): a restarted rank could read the killed group's
+        # gloo addresses there ('Gloo connectFullMesh failed'). Each start
+        # meets under its own prefix.
+        store, rank, world_size = next(
+            dist.rendezvous('env://', timeout=timedelta(minutes=30)))
+        attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+        dist.init_process_group(
+            backend='gloo',
+            store=dist.PrefixStore(f'mmslak/start_{attempt}', store),
+            rank=rank,
+            world_size=world_size)
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     cfg.env_cfg.dist_cfg['backend'] = 'gloo'
     if 'model_wrapper_cfg' not in cfg:

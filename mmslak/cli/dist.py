@@ -8,7 +8,6 @@ first (the Runner then keeps it), wrap the model with
 into BN.
 """
 import os
-from datetime import timedelta
 from typing import Union
 
 import torch
@@ -58,7 +57,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         # gloo addresses there ('Gloo connectFullMesh failed'). Each start
         # meets under its own prefix.
         store, rank, world_size = next(
-            dist.rendezvous('env://', timeout=timedelta(minutes=30)))
+            dist.rendezvous('env://', timeout=dist.default_pg_timeout))
         attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
         dist.init_process_group(
             backend='gloo',

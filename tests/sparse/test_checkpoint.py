@@ -4,6 +4,7 @@ explored record <= 1/12 of the fp32 weights' bytes), and which checkpoint
 entries are masks."""
 import io
 import os.path as osp
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -166,11 +167,9 @@ def test_pack_and_unpack_on_cuda():
     assert back.device.type == 'cuda' and torch.equal(back.cpu(), mask)
 
 
-def test_damaged_masks_are_refused_naming_layer_and_file(tmp_path):
-    """Issue 24 items 5 and 7: every reader of saved masks (through
-    ``masks_from_checkpoint``) refuses a mask that does not fit its weight
-    and a packed mask whose bytes are cut; the summary tool ends with one
-    ``error:`` line naming the layer and the file, exit status 1."""
+def _damaged_checkpoints(tmp_path):
+    """Checkpoints (paths) whose saved ``fc.weight`` mask does not fit its
+    weight (another shape) or whose packed bytes are cut."""
     weights = dict(**{
         'conv.weight': torch.ones(8, 2, 3, 3),
         'fc.weight': torch.ones(80, 20)
@@ -188,13 +187,93 @@ def test_damaged_masks_are_refused_naming_layer_and_file(tmp_path):
         path = tmp_path / f'{tag}.pth'
         torch.save(dict(state_dict=weights, sparsity=state), path)
         paths.append(path)
+    return paths
+
+
+def _names(text, word):
+    """``text`` names ``word`` as a word of its own (not glued to another
+    word, nor in another case)."""
+    return re.search(rf'(?<!\w){re.escape(word)}(?!\w)', text) is not None
+
+
+def test_damaged_masks_are_refused_naming_layer_and_file(tmp_path):
+    """Issue 24 items 5 and 7: every reader of saved masks (through
+    ``masks_from_checkpoint``) refuses a mask that does not fit its weight
+    and a packed mask whose bytes are cut, naming the layer and the file
+    (a loaded checkpoint: ``source``, by default 'checkpoint')."""
+    for path in _damaged_checkpoints(tmp_path):
         for read in (masks_from_checkpoint, sparsity_table):
             with pytest.raises(CheckpointError) as info:
                 read(str(path))
             assert 'fc.weight' in str(info.value)
             assert str(path) in str(info.value)
+        ckpt = torch.load(path, weights_only=True)
+        with pytest.raises(CheckpointError) as info:
+            masks_from_checkpoint(ckpt)
+        assert _names(str(info.value), 'fc.weight'), info.value
+        assert _names(str(info.value), 'checkpoint'), info.value
+        with pytest.raises(CheckpointError) as info:
+            masks_from_checkpoint(ckpt, source='given.pth')
+        assert _names(str(info.value), 'given.pth'), info.value
+        assert _names(str(info.value), 'fc.weight'), info.value
+
+
+def test_a_mask_of_another_shape_names_both_shapes(tmp_path):
+    shape, _ = _damaged_checkpoints(tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        masks_from_checkpoint(torch.load(shape, weights_only=True))
+    assert '(20, 80)' in str(info.value)  # the mask's
+    assert '(80, 20)' in str(info.value)  # the weight's
+
+
+def test_a_cut_record_is_refused_naming_which_record_and_layer():
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    good = encode_sparsity_state(
+        dict(masks=dict(fc=mask), explored=dict(fc=mask)))
+    for key in ('masks', 'explored'):
+        cut = dict(good, **{key: dict(fc=good[key]['fc'][:1])})
+        with pytest.raises(CheckpointError) as info:
+            decode_sparsity_state(cut)
+        message = str(info.value)
+        assert _names(message, key) and _names(message, 'fc'), message
+        assert _names(message, 'checkpoint'), message
+        with pytest.raises(CheckpointError) as info:
+            decode_sparsity_state(cut, 'run/epoch_3.pth')
+        assert _names(str(info.value), 'run/epoch_3.pth'), info.value
+
+
+def test_masks_are_named_as_saved_and_matched_to_weights_so():
+    """A DDP checkpoint's ``module.`` names are kept: the weights' zeros are
+    named as saved, and saved masks are checked against the weights of
+    their own names."""
+    w = torch.tensor([[1., 0.], [0., 3.]])
+    masks = masks_from_checkpoint(dict(state_dict={'module.fc.weight': w}))
+    assert list(masks) == ['module.fc.weight']
+    assert masks['module.fc.weight'].tolist() == [[True, False], [False, True]]
+    saved = dict(
+        state_dict={'module.fc.weight': torch.ones(2, 3)},
+        sparsity=dict(masks={'module.fc.weight': w != 0}))
+    with pytest.raises(CheckpointError) as info:
+        masks_from_checkpoint(saved)
+    assert _names(str(info.value), 'module.fc.weight'), info.value
+
+
+def test_without_saved_masks_zeros_false_names_the_checkpoint():
+    ckpt = dict(state_dict={'fc.weight': torch.ones(2, 2)})
+    for kwargs, named in ((dict(), 'checkpoint'), (dict(source='given.pth'),
+                                                   'given.pth')):
+        with pytest.raises(KeyError) as info:
+            masks_from_checkpoint(ckpt, zeros=False, **kwargs)
+        message = str(info.value)
+        assert _names(message, named), message
+        assert "['sparsity']['masks']" in message, message  # the entry
+
+
+def test_the_summary_tool_ends_with_one_error_line_for_damaged_masks(tmp_path):
+    """The summary tool ends with one ``error:`` line naming the layer and
+    the file, exit status 1."""
     script = osp.join(REPO, 'tools/analysis/sparsity_summary.py')
-    for path in paths:
+    for path in _damaged_checkpoints(tmp_path):
         proc = run_in_checkout(script, path)
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()

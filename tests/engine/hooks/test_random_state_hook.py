@@ -2,9 +2,11 @@
 uninterrupted one (python, numpy, torch; in the data pipeline, the model and
 between validations). The real recipe end to end is in
 test_fault_injection.py."""
+import io
 import logging
 import os.path as osp
 import random
+import re
 from types import SimpleNamespace
 
 import mmengine.dist
@@ -407,3 +409,256 @@ def test_the_saved_loader_record_and_the_changes_resume_warns_about(
         assert named in text, text
     for unchanged in ('sampler_seed', 'num_workers', 'world_size'):
         assert unchanged not in text, text
+    # one warning names the hook and every change, persistent_workers too
+    stream, = (w for w in warned if 'batch_size: 4 -> 8' in w)
+    assert _names(stream, 'RandomStateHook'), stream
+    assert _names(stream, 'persistent_workers'), stream
+
+
+def _names(text, word):
+    """``text`` names ``word`` as a word of its own (not glued to another
+    word: a name, not its wording)."""
+    return re.search(rf'(?<!\w){re.escape(word)}(?!\w)', text) is not None
+
+
+def _logger():
+    """A runner logger stand-in; returns ``(warnings, infos, logger)``."""
+    warnings, infos = [], []
+    return warnings, infos, SimpleNamespace(
+        warning=warnings.append, info=infos.append)
+
+
+class _Snapshot:
+    """The python, numpy and torch CPU states of this moment, taken and
+    put back with the generators' own API (not the code under test)."""
+
+    def __init__(self):
+        self.states = (random.getstate(), np.random.get_state(),
+                       torch.get_rng_state())
+
+    def draws(self):
+        """What ``_draws()`` gives from this snapshot (the generators are
+        left where that leaves them)."""
+        py, nps, cpu = self.states
+        random.setstate(py)
+        np.random.set_state(nps)
+        torch.set_rng_state(cpu)
+        return _draws()
+
+
+def test_the_captured_state_is_each_generators_own_state():
+    """Each generator's state word for word, in types the weights-only
+    loader reads: the 624 numpy key words stay integers."""
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    state = capture_random_state()
+    version, internal, gauss = random.getstate()
+    assert state['python'] == (version, list(internal), gauss)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    saved_kind, saved_keys, *rest = state['numpy']
+    assert saved_kind == kind == 'MT19937'
+    assert rest == [pos, has_gauss, cached]
+    assert not saved_keys.is_floating_point()
+    assert saved_keys.tolist() == keys.tolist()
+    assert torch.equal(state['torch'], torch.get_rng_state())
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    first = _draws()
+    restore_random_state(loaded)
+    assert _draws() == first
+
+
+def test_cuda_generators_are_captured_once_cuda_is_initialised(monkeypatch):
+    """A process that has not started CUDA saves no CUDA state (reading
+    it would initialise CUDA); one that has saves every device's."""
+    fake = [torch.full((4, ), 7, dtype=torch.uint8), torch.zeros(4)]
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'get_rng_state_all', lambda: list(fake))
+    assert capture_random_state()['cuda'] == []
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)
+    cuda = capture_random_state()['cuda']
+    assert len(cuda) == 2
+    assert all(torch.equal(a, b) for a, b in zip(cuda, fake))
+
+
+def test_worker_seeds_follow_mmengines_formula_on_every_rank(monkeypatch):
+    """Rank 2 of 3, two workers, seed 5: mmengine's worker_init_fn seeds
+    worker w with num_workers * rank + w + seed."""
+    _two_ranks(monkeypatch, world_size=3)
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda *a: 2)
+    runner = _fake_runner(
+        seed=5, train_dataloader=SimpleNamespace(num_workers=2))
+    ckpt = {}
+    RandomStateHook().before_save_checkpoint(runner, ckpt)
+    loader = ckpt['random_states']['loader']
+    assert loader['worker_seeds'] == [2 * 2 + 0 + 5, 2 * 2 + 1 + 5]
+    assert loader['world_size'] == 3
+    assert len(ckpt['random_states']['ranks']) == 3
+
+
+def test_a_loader_without_worker_attributes_records_no_workers():
+    """A loader that has no ``num_workers`` / ``persistent_workers``
+    (a plain iterable) loads in the main process."""
+    ckpt = {}
+    RandomStateHook().before_save_checkpoint(
+        _fake_runner(seed=3, train_dataloader=SimpleNamespace()), ckpt)
+    loader = ckpt['random_states']['loader']
+    assert loader['num_workers'] == 0
+    assert loader['worker_seeds'] == []
+    assert loader['persistent_workers'] is False
+    assert loader['sampler_seed'] is None and loader['batch_size'] is None
+
+
+def _saved(runner):
+    """A checkpoint saved by the hook now, and the draws the
+    uninterrupted run makes right after it."""
+    ckpt = {}
+    RandomStateHook().before_save_checkpoint(runner, ckpt)
+    return ckpt, _draws()
+
+
+def test_an_epoch_based_resume_restores_at_the_first_epoch():
+    warnings, infos, logger = _logger()
+    runner = _fake_runner(
+        epoch=3,
+        iter=17,
+        logger=logger,
+        train_loop=SimpleNamespace(),  # epoch-based: no dataloader_iterator
+        train_dataloader=SimpleNamespace(num_workers=0))
+    ckpt, first = _saved(runner)
+    _draws()  # the killed run moved on; a fresh process starts elsewhere
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(runner, ckpt)
+    hook.before_train(runner)
+    assert warnings == []  # same loader, world size and rank count
+    info, = infos
+    assert _names(info, 'RandomStateHook') and _names(info, '0'), info
+    assert _names(info, '3') and _names(info, '17'), info  # epoch, iter
+    before = _Snapshot()
+    assert _draws() == before.draws()  # not restored before the epoch
+    hook.before_train_epoch(runner)
+    assert _draws() == first
+    again = _Snapshot()
+    hook.before_train_epoch(runner)  # the next epoch: nothing left to do
+    assert _draws() == again.draws()
+
+
+class _Batches:
+    """A train loop's iterator with an attribute of its own (as mmengine's
+    ``_InfiniteDataloaderIterator`` has ``dataloader``)."""
+
+    def __init__(self):
+        self.dataloader = 'the loader'
+        self.fetched = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.fetched += 1
+        return self.fetched
+
+
+def test_an_iteration_based_resume_restores_after_the_skipped_batches():
+    """mmengine replays the 2 batches trained before the checkpoint; the
+    states are restored just before the third is fetched. Persistent
+    workers are fine here (the iterator, and its workers, are rebuilt and
+    replayed)."""
+    warnings, infos, logger = _logger()
+    loop = SimpleNamespace(iter=2, dataloader_iterator=_Batches())
+    runner = _fake_runner(
+        iter=2,
+        logger=logger,
+        train_loop=loop,
+        train_dataloader=SimpleNamespace(
+            num_workers=2, persistent_workers=True))
+    ckpt, first = _saved(runner)
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(runner, ckpt)
+    hook.before_train(runner)
+    assert warnings == [] and len(infos) == 1
+    hook.before_train_epoch(runner)
+    assert loop.dataloader_iterator.dataloader == 'the loader'
+    moved = _Snapshot()
+    assert [next(loop.dataloader_iterator) for _ in range(2)] == [1, 2]
+    assert _draws() == moved.draws()  # the replayed batches restore nothing
+    assert next(loop.dataloader_iterator) == 3
+    assert _draws() == first
+    again = _Snapshot()
+    assert next(loop.dataloader_iterator) == 4  # restored once only
+    assert _draws() == again.draws()
+
+
+@pytest.mark.parametrize('case', ['load_from', 'nothing loaded'])
+def test_only_a_resume_restores_random_states(case):
+    """``load_from`` (mmengine calls ``after_load_checkpoint`` for it too)
+    starts a new run at iteration 0: nothing restored; a hook that loaded
+    nothing restores nothing and warns about nothing."""
+    warnings, infos, logger = _logger()
+    position = dict(
+        iter=0, epoch=0) if case == 'load_from' else dict(
+            iter=5, epoch=1)
+    runner = _fake_runner(
+        logger=logger, train_loop=SimpleNamespace(), **position)
+    ckpt, _ = _saved(runner)
+    hook = RandomStateHook()
+    if case == 'load_from':
+        hook.after_load_checkpoint(runner, ckpt)
+    now = _Snapshot()
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)
+    assert _draws() == now.draws()
+    assert warnings == [] and infos == []
+
+
+def test_another_rank_count_warns_naming_both_and_restores_this_rank(
+        monkeypatch):
+    _two_ranks(monkeypatch, world_size=2)
+    warnings, infos, logger = _logger()
+    runner = _fake_runner(iter=4, logger=logger, train_loop=SimpleNamespace())
+    ckpt, first = _saved(runner)
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(runner, ckpt)
+    hook.before_train(runner)
+    assert warnings == []  # 2 ranks saved, 2 ranks now
+    ckpt['random_states']['ranks'].append(None)  # saved by 3 ranks
+    hook.after_load_checkpoint(runner, ckpt)
+    hook.before_train(runner)
+    warning, = warnings
+    assert _names(warning, 'RandomStateHook'), warning
+    assert _names(warning, '3') and _names(warning, '2'), warning
+    hook.before_train_epoch(runner)
+    assert _draws() == first  # rank 0's states exist: restored
+
+
+def test_a_checkpoint_without_states_warns_naming_the_hook():
+    warnings, infos, logger = _logger()
+    runner = _fake_runner(iter=3, logger=logger, train_loop=SimpleNamespace())
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(runner, dict(meta=dict(iter=3)))
+    hook.before_train(runner)
+    warning, = warnings
+    assert _names(warning, 'RandomStateHook'), warning
+    now = _Snapshot()
+    hook.before_train_epoch(runner)
+    assert _draws() == now.draws() and infos == []
+
+
+def test_after_val_puts_back_the_state_of_before_val_once():
+    runner = _fake_runner()
+    hook = RandomStateHook()
+    now = _Snapshot()
+    hook.after_val(runner)  # no validation started: nothing to put back
+    assert _draws() == now.draws()
+    training = _Snapshot()
+    hook.before_val(runner)
+    _draws()  # validation draws
+    hook.after_val(runner)
+    assert _draws() == training.draws()
+    later = _Snapshot()
+    hook.after_val(runner)  # a second call: nothing left to put back
+    assert _draws() == later.draws()

@@ -7,6 +7,7 @@ applied after every optimizer step, the masked EMA, and its own
 ``state_dict()``. ``SparseTrainingHook`` only connects it to mmengine's
 Runner, as mmengine's ``EMAHook`` connects ``averaged_model.py``.
 """
+import inspect
 import logging
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, Optional, Sequence
@@ -118,39 +119,65 @@ class DynamicSparsity:
                  snip_random: bool = True,
                  dense_threshold: Optional[float] = 0.99,
                  seed: int = 0) -> None:
-        args = check_sparsity_args(
+        args = self.check_options(
             density=density,
             init=init,
+            scope=scope,
             exclude=exclude,
             dynamic=dynamic,
             update_interval=update_interval,
             prune_rate=prune_rate,
             final_prune_rate=final_prune_rate,
             growth=growth,
+            erk_power_scale=erk_power_scale,
+            snip_random=snip_random,
             dense_threshold=dense_threshold)
         self.model = model
         self.density = args['density']
-        self.init = init
-        self.scope = scope
+        self.init = args['init']
+        self.scope = args['scope']
         self.exclude = args['exclude']
-        self.dynamic = dynamic
-        self.update_interval = update_interval
+        self.dynamic = args['dynamic']
+        self.update_interval = args['update_interval']
         self.total_steps = total_steps
-        self.prune_rate = prune_rate
-        self.final_prune_rate = final_prune_rate
-        self.growth = growth
-        self.erk_power_scale = erk_power_scale
-        self.snip_random = snip_random
-        self.dense_threshold = dense_threshold
-        self.params = select_sparse_params(model, scope, self.exclude)
+        self.prune_rate = args['prune_rate']
+        self.final_prune_rate = args['final_prune_rate']
+        self.growth = args['growth']
+        self.erk_power_scale = args['erk_power_scale']
+        self.snip_random = args['snip_random']
+        self.dense_threshold = args['dense_threshold']
+        self.params = select_sparse_params(model, self.scope, self.exclude)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.masks: Optional[SparseMasks] = None
         self.num_steps = 0  # optimizer steps taken
         self.num_updates = 0
-        self.current_prune_rate = prune_rate
+        self.current_prune_rate = self.prune_rate
         self.last_update: Dict[str, dict] = OrderedDict()
         self._grads: Dict[str, torch.Tensor] = {}
         self._handles = []
+
+    # the arguments that configure the algorithm: all but the model, the
+    # run's length and the seed (what a caller such as SparseTrainingHook
+    # takes from its config)
+    OPTIONS = tuple(
+        name for name in inspect.signature(__init__).parameters
+        if name not in ('self', 'model', 'total_steps', 'seed'))
+
+    @classmethod
+    def check_options(cls, **options) -> dict:
+        """Check keyword arguments of :class:`DynamicSparsity` without a
+        model, as ``__init__`` does (a hook checks its config when it is
+        built): those not given take their defaults; an unknown name is a
+        TypeError; an error names the argument and its valid range.
+
+        Returns:
+            dict: the given options, ``density`` as a float and ``exclude``
+            as a list.
+        """
+        bound = inspect.signature(cls).bind(None, **options)
+        bound.apply_defaults()
+        checked = check_sparsity_args(bound.arguments)
+        return {name: checked[name] for name in options}
 
     # ------------------------------------------------------------------
     # initial masks

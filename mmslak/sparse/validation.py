@@ -4,10 +4,12 @@ error names the parameter at fault. The one place these are checked."""
 import logging
 import numbers
 import re
-from typing import Dict, Sequence
+from typing import Any, Dict, Sequence
 
 import torch
 from mmengine.logging import print_log
+
+from .scope import SCOPES
 
 __all__ = [
     'INITS', 'GROWTHS', 'check_density', 'check_exclude', 'check_positive_int',
@@ -35,24 +37,33 @@ def check_positive_int(name: str, value) -> int:
     return value
 
 
-def check_sparsity_args(density, init, exclude, dynamic, update_interval,
-                        prune_rate, final_prune_rate, growth,
-                        dense_threshold) -> dict:
-    """Check the arguments of ``DynamicSparsity``; returns the normalised
-    ``density`` (float) and ``exclude`` (list)."""
-    if init not in INITS:
-        raise ValueError(f'init must be one of {INITS}, got {init!r}')
-    if growth not in GROWTHS:
-        raise ValueError(f'growth must be one of {GROWTHS}, got {growth!r}')
-    if dynamic:
-        check_positive_int('update_interval', update_interval)
-    if not 0. <= final_prune_rate <= prune_rate <= 1.:
+def check_sparsity_args(args: Dict[str, Any]) -> dict:
+    """Check the arguments of ``DynamicSparsity`` (``args``: name -> value,
+    all of them; the model is not read); returns them with ``density`` as a
+    float and ``exclude`` as a list. Use ``DynamicSparsity.check_options``.
+    """
+    if args['init'] not in INITS:
+        raise ValueError(f'init must be one of {INITS}, got {args["init"]!r}')
+    if args['scope'] not in SCOPES:
+        raise ValueError(
+            f'scope must be one of {SCOPES}, got {args["scope"]!r}')
+    if args['growth'] not in GROWTHS:
+        raise ValueError(
+            f'growth must be one of {GROWTHS}, got {args["growth"]!r}')
+    if args['dynamic']:
+        check_positive_int('update_interval', args['update_interval'])
+    final, start = args['final_prune_rate'], args['prune_rate']
+    if not 0. <= final <= start <= 1.:
         raise ValueError('need 0 <= final_prune_rate <= prune_rate <= 1, got '
-                         f'{final_prune_rate}, {prune_rate}')
-    if dense_threshold is not None and not 0. < dense_threshold <= 1.:
+                         f'{final}, {start}')
+    threshold = args['dense_threshold']
+    if threshold is not None and not 0. < threshold <= 1.:
         raise ValueError('dense_threshold must be in (0, 1] or None, got '
-                         f'{dense_threshold!r}')
-    return dict(density=check_density(density), exclude=check_exclude(exclude))
+                         f'{threshold!r}')
+    return dict(
+        args,
+        density=check_density(args['density']),
+        exclude=check_exclude(args['exclude']))
 
 
 def check_exclude(exclude) -> list:

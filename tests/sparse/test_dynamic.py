@@ -158,6 +158,82 @@ def test_arguments_at_their_limits_are_accepted(kwargs):
     DynamicSparsity(TinyNet(), **kwargs)
 
 
+def test_options_are_checked_without_a_model():
+    """``check_options``: the constructor's checks for a caller that has no
+    model yet (the hook, when it is built); the options are the
+    constructor's arguments but the model, the run's length and the
+    seed."""
+    assert DynamicSparsity.OPTIONS == ('density', 'init', 'scope', 'exclude',
+                                       'dynamic', 'update_interval',
+                                       'prune_rate', 'final_prune_rate',
+                                       'growth', 'erk_power_scale',
+                                       'snip_random', 'dense_threshold')
+    # only the given options come back, density a float, exclude a list
+    got = DynamicSparsity.check_options(
+        density=1, exclude='^fc', scope='large_kernel', snip_random=False)
+    assert got == dict(
+        density=1.0, exclude=['^fc'], scope='large_kernel', snip_random=False)
+    assert type(got['density']) is float
+    assert DynamicSparsity.check_options() == {}
+    assert DynamicSparsity.check_options(
+        erk_power_scale=0.5, total_steps=9, seed=3) == dict(
+            erk_power_scale=0.5, total_steps=9, seed=3)
+    # the same errors as the constructor, naming the argument
+    bad = [
+        (dict(density=0), 'density'),
+        (dict(init='dense'), 'init'),
+        (dict(scope='strips'), 'scope'),
+        (dict(growth='momentum'), 'growth'),
+        (dict(update_interval=0), 'update_interval'),
+        (dict(exclude=['head(']), 'head('),
+        (dict(dense_threshold=1.5), 'dense_threshold'),
+    ]
+    for kwargs, name in bad:
+        with pytest.raises((TypeError, ValueError)) as info:
+            DynamicSparsity.check_options(**kwargs)
+        assert name in str(info.value)
+    # an option not given takes its default in the checks: prune_rate 0.5,
+    # final_prune_rate 0.005
+    with pytest.raises(ValueError, match='final_prune_rate'):
+        DynamicSparsity.check_options(final_prune_rate=0.6)
+    with pytest.raises(ValueError, match='prune_rate'):
+        DynamicSparsity.check_options(prune_rate=0.001)
+    DynamicSparsity.check_options(prune_rate=0.005)
+    DynamicSparsity.check_options(final_prune_rate=0.5)
+    # a static configuration needs no update interval
+    assert DynamicSparsity.check_options(
+        dynamic=False, update_interval=0) == dict(
+            dynamic=False, update_interval=0)
+    # an unknown name (a typo in a config) is refused by name
+    with pytest.raises(TypeError, match='densty'):
+        DynamicSparsity.check_options(densty=0.5)
+    with pytest.raises(TypeError):
+        DynamicSparsity.check_options(model=TinyNet())
+
+
+def test_the_checked_options_are_the_attributes():
+    """Every option given to the constructor is kept as an attribute of
+    the same name, density as a float and exclude as a list."""
+    given = dict(
+        density=1,
+        init='erk',
+        scope='all',
+        exclude='^fc',
+        dynamic=False,
+        update_interval=7,
+        prune_rate=0.4,
+        final_prune_rate=0.1,
+        growth='gradient',
+        erk_power_scale=0.5,
+        snip_random=False,
+        dense_threshold=None)
+    sparsity = DynamicSparsity(TinyNet(), total_steps=11, **given)
+    got = {name: getattr(sparsity, name) for name in given}
+    assert got == dict(given, density=1.0, exclude=['^fc'])
+    assert type(sparsity.density) is float
+    assert sparsity.total_steps == 11 and sparsity.current_prune_rate == 0.4
+
+
 # ----------------------------------------------------------------------
 # initial masks
 def test_uniform_init_counts_and_the_step_hook_masks_after_each_step():

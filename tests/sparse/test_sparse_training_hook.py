@@ -605,6 +605,17 @@ def test_one_accumulation_count_and_weights_outside_the_optimizers():
     adapter().before_train(runner)
     (msg, ) = runner.logger.warnings
     assert 'fc.weight' in msg and 'conv1.weight' not in msg
+    # the warning names the first 5 of them
+    model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(7)])
+    runner = fake_runner(model)
+    runner.optim_wrapper = OptimWrapper(
+        torch.optim.SGD([model[0].bias], lr=0.1))
+    adapter().before_train(runner)
+    (msg, ) = runner.logger.warnings
+    listed = [f'{i}.weight' for i in range(7) if f"'{i}.weight'" in msg]
+    assert listed == [
+        '0.weight', '1.weight', '2.weight', '3.weight', '4.weight'
+    ]
 
 
 def test_batch_size_from_the_batch_sampler_or_a_clear_error():
@@ -735,9 +746,61 @@ def test_snip_batch_is_the_first_training_batch(tmp_path, sampler, monkeypatch,
     assert len(firsts) == 16
 
 
+@pytest.mark.parametrize('sampling',
+                         ['sequential', 'infinite', 'batch_sampler', 'single'])
+def test_snip_on_the_adapter_scores_the_first_batches(monkeypatch, sampling):
+    """init='snip' scores the first ``snip_batches`` batches of the
+    training loader and leaves its stream where it was, with mmengine's
+    InfiniteSampler (one shared index generator) as the loader's sampler,
+    inside a batch sampler (mmdet's AspectRatioBatchSampler; the loader's
+    own sampler is then torch's default) or unbatched: the loop then sees
+    the same first batches (fake runner, fast; the Runner version is
+    test_snip_batch_is_the_first_training_batch)."""
+    from mmengine.dataset import InfiniteSampler
+    from torch.utils.data import BatchSampler, DataLoader, TensorDataset
+
+    from mmslak.sparse import dynamic as dynamic_module
+    seen = []
+
+    def scores(model, names, batches, loss_fn):
+        seen.extend(batches)
+        return {n: model.get_parameter(n).detach().abs() for n in names}
+
+    monkeypatch.setattr(dynamic_module, 'snip_scores', scores)
+    data = TensorDataset(torch.arange(24.))
+
+    def loader():
+        if sampling == 'sequential':
+            return DataLoader(data, batch_size=4)
+        infinite = InfiniteSampler(data, shuffle=True, seed=3)
+        if sampling == 'infinite':
+            return DataLoader(data, batch_size=4, sampler=infinite)
+        if sampling == 'single':
+            return DataLoader(data, batch_size=None, sampler=infinite)
+        return DataLoader(
+            data, batch_sampler=BatchSampler(infinite, 4, drop_last=True))
+
+    fresh = iter(loader())
+    want = [next(fresh)[0] for _ in range(3)]
+    assert not torch.equal(want[0], want[1])
+    runner = fake_runner()
+    runner.train_dataloader = loader()
+    # an unbatched loader has no batch size: fixed masks need none
+    hook = adapter(init='snip', snip_batches=2, dynamic=sampling != 'single')
+    hook.before_train(runner)
+    assert len(seen) == 2
+    for got, expected in zip(seen, want):
+        assert torch.equal(got[0], expected)
+    assert len(hook.masks) == 2
+    stream = iter(runner.train_dataloader)
+    for expected in want:
+        assert torch.equal(next(stream)[0], expected)
+    adapter(init='uniform').before_train(fake_runner())
+    assert len(seen) == 2  # no SNIP, no batch drawn
+
+
 def test_stored_options_and_the_seed_of_the_masks():
-    hook = adapter()
-    assert hook.options == dict(
+    want = dict(
         density=0.5,
         init='uniform',
         scope='all',
@@ -749,6 +812,10 @@ def test_stored_options_and_the_seed_of_the_masks():
         erk_power_scale=1.0,
         snip_random=True,
         dense_threshold=0.99)
+    hook = adapter()
+    assert hook.options == want
+    hook.before_train(fake_runner())  # every option reaches DynamicSparsity
+    assert {n: getattr(hook.sparsity, n) for n in want} == want
     from mmslak.engine.hooks import SparseTrainingHook
     default = SparseTrainingHook()
     assert (default.update_interval, default.snip_batches, default.seed,
@@ -758,6 +825,15 @@ def test_stored_options_and_the_seed_of_the_masks():
     assert default.options['init'] == 'snip'
     with pytest.raises(ValueError, match='snip_batches'):
         SparseTrainingHook(snip_batches=0)
+    # given values reach it normalised (density a float, exclude a list);
+    # the update interval is the hook's (fixed masks: not rescaled)
+    hook = adapter(density=1, exclude='^x', growth='gradient', dynamic=False)
+    assert hook.options['density'] == 1.0 and hook.options['exclude'] == ['^x']
+    hook.before_train(fake_runner())
+    assert type(hook.sparsity.density) is float
+    assert (hook.sparsity.density, hook.sparsity.exclude, hook.sparsity.growth,
+            hook.sparsity.dynamic) == (1.0, ['^x'], 'gradient', False)
+    assert hook.update_interval == hook.sparsity.update_interval == 3
     masks = []
     for seed, runner_seed in ((5, 0), (None, 5), (None, None), (None, 1)):
         hook = adapter(seed=seed)
@@ -858,9 +934,14 @@ def test_adapter_edges():
     by its class name; a resumed step count is whole optimizer steps."""
     from mmslak.engine.hooks import SparseTrainingHook
     for kwargs, name in ((dict(update_interval=0), 'update_interval'),
-                         (dict(dense_threshold=0), 'dense_threshold')):
-        with pytest.raises(ValueError, match=name):
+                         (dict(dense_threshold=0),
+                          'dense_threshold'), (dict(scope='strips'), 'scope'),
+                         (dict(prune_rate=0.001), 'prune_rate'),
+                         (dict(exclude=[3]), 'exclude'), (dict(density='0.5'),
+                                                          'density')):
+        with pytest.raises((TypeError, ValueError)) as info:
             SparseTrainingHook(**kwargs)
+        assert name in str(info.value)
     ckpt = {}
     adapter().before_save_checkpoint(fake_runner(), ckpt)
     assert ckpt == {}
@@ -896,3 +977,14 @@ def test_adapter_edges():
     resumed.before_train(resumed_runner)
     assert resumed.sparsity.num_steps == 1
     assert isinstance(resumed.sparsity.num_steps, int)
+    # after training the optimizer steps no longer mask; before, nothing to
+    # detach
+    adapter().after_train(fake_runner())
+    runner = fake_runner()
+    hook = adapter()
+    hook.before_train(runner)
+    hook.after_train(runner)
+    weight = runner.model.conv1.weight
+    weight.grad = -torch.ones_like(weight)
+    runner.optim_wrapper.optimizer.step()
+    assert bool((weight > 0).all())  # the pruned zeros moved to 0.1

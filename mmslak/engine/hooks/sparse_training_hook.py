@@ -18,7 +18,7 @@ from mmslak.sparse.checkpoint import (decode_sparsity_state,
 from mmslak.sparse.dynamic import DynamicSparsity
 from mmslak.sparse.schedule import rescaled_interval
 from mmslak.sparse.summary import format_layer_rows
-from mmslak.sparse.validation import check_positive_int, check_sparsity_args
+from mmslak.sparse.validation import check_positive_int
 
 
 @HOOKS.register_module()
@@ -110,24 +110,15 @@ class SparseTrainingHook(Hook):
                  mask_prefix_map: Optional[Dict[str, str]] = None,
                  seed: Optional[int] = None,
                  log_per_layer: bool = True) -> None:
-        checked = check_sparsity_args(density, init, exclude, dynamic,
-                                      update_interval, prune_rate,
-                                      final_prune_rate, growth,
-                                      dense_threshold)
+        # the arguments named as DynamicSparsity's options, checked now (a
+        # bad config fails when the hook is built); before_train adds the
+        # model, the run's length, the seed and the update interval
+        # rescaled to this run's batch
+        arguments = locals()
+        options = {name: arguments[name] for name in DynamicSparsity.OPTIONS}
+        self.options = DynamicSparsity.check_options(**options)
+        self.update_interval = self.options.pop('update_interval')
         self.snip_batches = check_positive_int('snip_batches', snip_batches)
-        self.options = dict(
-            density=checked['density'],
-            init=init,
-            scope=scope,
-            exclude=checked['exclude'],
-            dynamic=dynamic,
-            prune_rate=prune_rate,
-            final_prune_rate=final_prune_rate,
-            growth=growth,
-            erk_power_scale=erk_power_scale,
-            snip_random=snip_random,
-            dense_threshold=dense_threshold)
-        self.update_interval = update_interval
         self.mask_checkpoint = mask_checkpoint
         self.mask_prefix_map = dict(mask_prefix_map or {})
         self.seed = seed

@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
-from mmslak.cli.dist import setup_cpu_distributed
+from mmslak.cli.dist import close_distributed, setup_cpu_distributed
 from mmslak.cli.errors import exit_on_error
 from mmslak.cli.train_test import (add_partial_load_flag,
                                    check_checkpoint_match,
@@ -72,6 +72,7 @@ def main():
             runner.test_evaluator.metrics.append(
                 dump_metric(task_family(cfg), args.out))
         runner.test()
+    close_distributed()
 
 
 if __name__ == '__main__':

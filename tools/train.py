@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 import mmslak  # noqa: F401  (registers SLaK and mmslak's pieces)
 from mmslak.apis import load_config, task_family
 from mmslak.cli.cfg_options import CfgOptionsAction
-from mmslak.cli.dist import setup_cpu_distributed
+from mmslak.cli.dist import close_distributed, setup_cpu_distributed
 from mmslak.cli.errors import exit_on_error
 from mmslak.cli.train_test import (add_partial_load_flag,
                                    check_checkpoint_match,
@@ -86,6 +86,7 @@ def main():
             Runner.from_cfg(cfg)
             if 'runner_type' not in cfg else RUNNERS.build(cfg))
         runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -64,8 +64,8 @@ def setup_cpu_distributed(cfg: Config) -> bool:
             store=dist.PrefixStore(f'mmslak/start_{attempt}', store),
             rank=rank,
             world_size=world_size)
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-    cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+    # creates env_cfg / dist_cfg where the config has none
+    cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
     if 'model_wrapper_cfg' not in cfg:
         cfg.model_wrapper_cfg = dict(
             type='CPUDistributedDataParallel',
@@ -79,3 +79,12 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         'config(s) fall back to BN (statistics per process)',
         logger='current')
     return True
+
+
+def close_distributed() -> None:
+    """Destroy the process group at the end of a run (mmengine's Runner
+    leaves it to the interpreter's exit, where a gloo rank could abort
+    with 'terminate called without an active exception' after its results
+    were written: a failed exit status for a finished run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

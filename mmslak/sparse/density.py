@@ -96,12 +96,21 @@ def snip_loss(model: nn.Module, data_batch) -> torch.Tensor:
     """The reference's SNIP loss: plain cross-entropy of the logits on the
     batch as loaded (no Mixup / CutMix, no label smoothing).
 
-    The batch is preprocessed with ``training=False``, which skips the
-    preprocessor's batch augments. A model whose data samples carry no
-    ``gt_label`` (a detector, a segmentor) gets its own training loss on
-    that un-augmented batch.
+    The batch is preprocessed as for training (an mmseg preprocessor pads
+    the crops of a batch to one size only then) without the preprocessor's
+    batch augments (``batch_augments``, as OpenMMLab's preprocessors name
+    them). A model whose data samples carry no ``gt_label`` (a detector, a
+    segmentor) gets its own training loss on that un-augmented batch.
     """
-    data = model.data_preprocessor(data_batch, False)
+    preprocessor = model.data_preprocessor
+    augments = getattr(preprocessor, 'batch_augments', None)
+    if augments is not None:
+        preprocessor.batch_augments = None
+    try:
+        data = preprocessor(data_batch, True)
+    finally:
+        if augments is not None:
+            preprocessor.batch_augments = augments
     if not isinstance(data, dict):  # a plain (inputs, labels) model
         return model_loss(model, data_batch)
     samples = data.get('data_samples')

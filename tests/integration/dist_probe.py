@@ -1,6 +1,7 @@
 """Imported by the distributed test's config (``custom_imports``): after
-training, each rank saves its sparse masks, its weights and the mmslak it
-imported to ``WORK_DIR/rank{R}.pth``."""
+training, each rank saves its sparse masks (and where they have been), its
+number of mask updates, its weights and the mmslak it imported to
+``WORK_DIR/rank{R}.pth``."""
 import os.path as osp
 
 import torch
@@ -22,14 +23,19 @@ class DumpRankStateHook(Hook):
         sparse = [
             h for h in runner.hooks if type(h).__name__ == 'SparseTrainingHook'
         ]
-        masks = sparse[0].masks.bool_masks('cpu') if sparse else {}
+        masks = sparse[0].masks
         torch.save(
             dict(
                 rank=get_rank(),
                 world_size=get_world_size(),
                 wrapper=type(runner.model).__name__,
                 mmslak=mmslak.__file__,
-                masks=masks,
+                masks=masks.bool_masks('cpu'),
+                explored={
+                    k: v.cpu()
+                    for k, v in masks.explored.items()
+                },
+                num_updates=sparse[0].sparsity.num_updates,
                 weights={
                     k: v.detach().cpu()
                     for k, v in model.state_dict().items()

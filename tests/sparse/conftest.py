@@ -62,7 +62,6 @@ def build_runner(work_dir,
                  ckpt_interval=1000,
                  resume=False,
                  load_from=None,
-                 launcher='none',
                  name='tiny',
                  seed=0,
                  batch_size=4,
@@ -73,12 +72,6 @@ def build_runner(work_dir,
     if optim_wrapper is None:
         optim_wrapper = dict(
             optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05))
-    extra = {}
-    if launcher != 'none':
-        extra = dict(
-            cfg=dict(
-                model_wrapper_cfg=dict(type='CPUDistributedDataParallel')),
-            env_cfg=dict(dist_cfg=dict(backend='gloo')))
     return Runner(
         model=TinySLaKClassifier(),
         work_dir=str(work_dir),
@@ -100,9 +93,7 @@ def build_runner(work_dir,
         randomness=dict(seed=seed),
         resume=resume,
         load_from=load_from,
-        launcher=launcher,
-        log_level='WARNING',
-        **extra)
+        log_level='WARNING')
 
 
 def sparse_hook(runner):
@@ -172,6 +163,7 @@ def random_images():
 
 @pytest.fixture(scope='session')
 def tiny_child_script():
-    """``tiny_child.py``: resume (``resume WORK_DIR CKPT OUT ITERS``) or a
-    2-rank gloo DDP run (``ddp WORK_DIR OUT_DIR``) in a child process."""
+    """``tiny_child.py``: resume (``resume WORK_DIR CKPT OUT ITERS``) or
+    SNIP under a gathering SyncBN on 2 gloo ranks (``snip_syncbn OUT_DIR``)
+    in a child process."""
     return osp.join(osp.dirname(osp.abspath(__file__)), 'tiny_child.py')

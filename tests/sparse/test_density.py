@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
-from mmengine.structures import BaseDataElement
+from mmengine.structures import BaseDataElement, PixelData
+from mmseg.models.data_preprocessor import SegDataPreProcessor
+from mmseg.structures import SegDataSample
 from torch.testing import assert_close
 
 from mmslak.sparse.density import (densities_to_counts, erk_densities,
@@ -204,12 +206,17 @@ def test_model_loss_of_a_tuple_batch():
 
 
 class _Augmenting(BaseDataPreprocessor):
-    """Batch augments (as Mixup / CutMix) only when ``training``."""
+    """Batch augments (as Mixup / CutMix) in ``batch_augments``, applied
+    only when ``training``, as OpenMMLab's preprocessors do."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_augments = lambda inputs: inputs + 100.
 
     def forward(self, data, training=False):
         data = super().forward(data, training)
-        if training:
-            data = dict(data, inputs=data['inputs'] + 100.)
+        if training and self.batch_augments is not None:
+            data = dict(data, inputs=self.batch_augments(data['inputs']))
         return data
 
 
@@ -266,6 +273,35 @@ def test_snip_loss_without_labels_skips_the_batch_augments():
         data_samples=[BaseDataElement(boxes=torch.zeros(1, 4))])
     assert float(snip_loss(model, batch)) == 8.  # 2 * (1 + 3)
     assert float(model_loss(model, batch)) == 408.  # 2 * (101 + 103)
+
+
+class _Segmentor(BaseModel):
+    """mmseg's preprocessor, which pads the crops of a batch to one size
+    (8 x 8) in training only (its test path refuses mixed sizes)."""
+
+    def __init__(self):
+        super().__init__(data_preprocessor=SegDataPreProcessor(size=(8, 8)))
+        self.w = nn.Parameter(torch.tensor(2.))
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        assert mode == 'loss' and inputs.shape == (2, 3, 8, 8)
+        return dict(loss=self.w * inputs.sum())
+
+
+def test_snip_loss_pads_crops_of_two_sizes_as_training_does():
+    """A random crop smaller than the crop size stays smaller until the
+    training preprocessor pads it (a real ADE20K batch)."""
+    sizes = [(6, 8), (8, 5)]
+    samples = [
+        SegDataSample(
+            gt_sem_seg=PixelData(data=torch.zeros(1, h, w, dtype=torch.long)))
+        for h, w in sizes
+    ]
+    batch = dict(
+        inputs=[torch.ones(3, h, w, dtype=torch.uint8) for h, w in sizes],
+        data_samples=samples)
+    # 2 * the ones of both crops (the padding is 0)
+    assert float(snip_loss(_Segmentor(), batch)) == 2. * 3 * (6 * 8 + 8 * 5)
 
 
 def test_erk_density_one_when_rounding_pushes_a_layer_over_one():

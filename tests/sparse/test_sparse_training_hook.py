@@ -367,26 +367,6 @@ def test_snip_with_a_gathering_syncbn_on_two_processes(tmp_path,
         assert torch.equal(r0[n], r1[n]), n
 
 
-@pytest.mark.multi_rank
-def test_ddp_two_processes_identical_masks(tmp_path, tiny_child_script):
-    out = tmp_path / 'out'
-    out.mkdir()
-    proc = run_in_checkout(
-        tiny_child_script, 'ddp', tmp_path / 'work', out, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0 = torch.load(out / '0.pth', weights_only=True)
-    r1 = torch.load(out / '1.pth', weights_only=True)
-    assert r0['num_updates'] == r1['num_updates'] == 3
-    assert r0['masks'].keys() == r1['masks'].keys()
-    for n in r0['masks']:
-        assert torch.equal(r0['masks'][n], r1['masks'][n]), n
-        assert torch.equal(r0['explored'][n], r1['explored'][n]), n
-    for n in r0['weights']:
-        if 'running_' in n or 'num_batches' in n:
-            continue  # BN statistics are per rank (broadcast_buffers=False)
-        assert torch.equal(r0['weights'][n], r1['weights'][n]), n
-
-
 # ----------------------------------------------------------------------
 # the reference's dynamics, side by side (issue 23's independent oracle)
 class Record(Hook):

@@ -2,14 +2,12 @@
 ``conftest.py`` (beside this file):
 
     python tiny_child.py resume WORK_DIR CKPT OUT ITERS
-    python tiny_child.py ddp WORK_DIR OUT_DIR     (2 ranks, gloo, on CPU)
     python tiny_child.py snip_syncbn OUT_DIR      (2 ranks, gloo, on CPU)
 
 Each saves ``final_state`` (``OUT``, or ``OUT_DIR/<rank>.pth``);
 ``snip_syncbn`` saves each rank's SNIP masks.
 """
 import datetime
-import os
 import os.path as osp
 import socket
 import sys
@@ -36,43 +34,10 @@ def resume(work_dir, ckpt, out, max_iters):
     torch.save(final_state(runner), out)
 
 
-def _ddp_worker(rank, world_size, port, work_dir, out_dir):
-    os.environ.update(
-        MASTER_ADDR='127.0.0.1',
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        'gloo', rank=rank, world_size=world_size)
-    # a different seed per rank: only the broadcast can make masks agree
-    hook = dict(
-        type='SparseTrainingHook',
-        density=0.5,
-        init='snip',
-        update_interval=2,
-        prune_rate=0.5,
-        seed=100 + rank)
-    runner = build_runner(
-        work_dir, hook, max_iters=8, launcher='pytorch', name='ddp')
-    runner.train()
-    torch.save(final_state(runner), osp.join(out_dir, f'{rank}.pth'))
-    torch.distributed.destroy_process_group()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
-
-
-def ddp(work_dir, out_dir):
-    mp.spawn(
-        _ddp_worker,
-        args=(2, _free_port(), work_dir, out_dir),
-        nprocs=2,
-        join=True)
 
 
 class GatheringSyncBN(nn.SyncBatchNorm):
@@ -126,6 +91,4 @@ def snip_syncbn(out_dir):
 
 
 if __name__ == '__main__':
-    dict(
-        resume=resume, ddp=ddp,
-        snip_syncbn=snip_syncbn)[sys.argv[1]](*sys.argv[2:])
+    dict(resume=resume, snip_syncbn=snip_syncbn)[sys.argv[1]](*sys.argv[2:])

@@ -28,8 +28,8 @@ pytestmark = [
 # SNIP masks (scored on rank 0's batch: each rank draws other images) and
 # a different sparsity seed per rank (torchrun's RANK): only the hook's
 # broadcasts can make the ranks' masks agree. A mask update every
-# iteration (below), a checkpoint every 2 (the preemption test kills rank 1 after
-# the first), each rank's masks and weights dumped at the end
+# iteration (below), a checkpoint every 2 (the preemption test kills rank 1
+# after the first), each rank's masks and weights dumped at the end
 # (tests/integration/dist_probe.py).
 CONFIG = """
 _base_ = [{base!r}]

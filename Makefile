@@ -20,7 +20,7 @@ demo:
 test:
 	@PY=$(PYTHON_ENV); \
 	$(MAKE) --no-print-directory lint PY=$$PY; \
-	OMP_NUM_THREADS=1 $$PY -m pytest tests -q -n 2 -m "not multi_rank" --durations=15; \
+	OMP_NUM_THREADS=1 $$PY -m pytest tests -q -n 2 --dist worksteal -m "not multi_rank" --durations=15; \
 	$$PY -m pytest tests -q -m multi_rank --durations=5
 
 lint:

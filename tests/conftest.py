@@ -52,6 +52,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _starts_child(item):
             item.add_marker(pytest.mark.child_process)
+    # longest first (slow, then child-process tests, each in file order), so
+    # that two xdist workers (make test: --dist worksteal) end together
+    # instead of one finishing a long run alone
+    items.sort(key=lambda item: 0 if 'slow' in item.keywords else 1
+               if 'child_process' in item.keywords else 2)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason='needs a CUDA device')

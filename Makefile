@@ -26,7 +26,7 @@ test:
 lint:
 	@$(PY) -m flake8 $(LINT_PATHS)
 	@$(PY) -m isort --check-only --diff $(LINT_PATHS)
-	@$(PY) -m yapf --diff --recursive $(LINT_PATHS)
+	@$(PY) -m yapf --diff --recursive --parallel $(LINT_PATHS)
 
 ## Fast tests only (skips those marked slow).
 unit:

@@ -1,9 +1,9 @@
 """A tiny, deterministic mmengine training set-up shared by the checkpoint
-tests, served as fixtures (``toy_runner``, ``toy_state``, ``tiny_arch``);
-``train_toy.py`` runs it in a fresh process for the resume tests."""
+tests, served as fixtures (``toy_runner``, ``tiny_arch``). (Resuming in a
+new process equals the straight run: tests/engine/hooks/
+test_fault_injection.py, which kills and resumes the real recipe.)"""
 import copy
 import itertools
-import os.path as osp
 
 import pytest
 import torch
@@ -54,10 +54,9 @@ def build_runner(work_dir: str,
                  by_epoch: bool,
                  length: int,
                  interval: int,
-                 resume_from: str = None,
-                 sparse: bool = False):
+                 resume_from: str = None):
     """A Runner training ``length`` iterations (or epochs with ``by_epoch``)
-    with AdamW, warm-up + cosine lr, EMA and, optionally, sparse training."""
+    with AdamW, warm-up + cosine lr and EMA."""
     from mmengine.runner import Runner
     if by_epoch:
         train_cfg = dict(by_epoch=True, max_epochs=length, val_interval=100)
@@ -68,16 +67,6 @@ def build_runner(work_dir: str,
     custom_hooks = [
         dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL')
     ]
-    if sparse:
-        custom_hooks.append(
-            dict(
-                type='SparseTrainingHook',
-                density=0.6,
-                init='uniform',
-                scope='all',
-                update_interval=2,
-                prune_rate=0.5,
-                growth='random'))
     return Runner(
         model=ToyClassifier(),
         work_dir=work_dir,
@@ -119,57 +108,13 @@ def build_runner(work_dir: str,
         default_scope='mmengine')
 
 
-def state_of(runner) -> dict:
-    """Everything that must match between a resumed and a straight run."""
-    ema = None
-    for hook in runner.hooks:
-        if type(hook).__name__ == 'EMAHook':
-            ema = {
-                k: v.clone()
-                for k, v in hook.ema_model.state_dict().items()
-            }
-    optim = runner.optim_wrapper.optimizer
-    state = dict(
-        model={
-            k: v.clone()
-            for k, v in runner.model.state_dict().items()
-        },
-        ema=ema,
-        optim=[{
-            k: (v.clone() if torch.is_tensor(v) else v)
-            for k, v in s.items()
-        } for s in optim.state.values()],
-        lr=[g['lr'] for g in optim.param_groups],
-        iter=runner.iter,
-        epoch=runner.epoch)
-    for hook in runner.hooks:
-        if type(hook).__name__ == 'SparseTrainingHook':
-            ckpt = {}
-            hook.before_save_checkpoint(runner, ckpt)
-            state['sparsity'] = ckpt.get('sparsity')
-    return state
-
-
 @pytest.fixture(scope='session')
 def toy_runner():
     """:func:`build_runner`."""
     return build_runner
 
 
-@pytest.fixture(scope='session')
-def toy_state():
-    """:func:`state_of`."""
-    return state_of
-
-
 @pytest.fixture
 def tiny_arch():
     """The 2-stage SLaK arch of the toy classifier (a fresh copy)."""
     return copy.deepcopy(TINY_ARCH)
-
-
-@pytest.fixture(scope='session')
-def train_toy_script():
-    """``train_toy.py``: :func:`build_runner` + ``train()`` in a child
-    process, saving :func:`state_of` to ``--out``."""
-    return osp.join(osp.dirname(osp.abspath(__file__)), 'train_toy.py')

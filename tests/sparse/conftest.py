@@ -1,7 +1,7 @@
 """A tiny SLaK classifier, data and Runner shared by the sparse tests,
 served as fixtures of the same names (``build_runner``, ``sparse_hook``,
 ``final_state``, ``resume_hook``, ``tiny_slak_classifier``, ``random_images``);
-``tiny_child.py`` runs them in fresh processes (resume, DDP).
+``tiny_child.py`` (beside this file) is the 2-rank SNIP test's child.
 """
 import copy
 import os.path as osp
@@ -163,7 +163,6 @@ def random_images():
 
 @pytest.fixture(scope='session')
 def tiny_child_script():
-    """``tiny_child.py``: resume (``resume WORK_DIR CKPT OUT ITERS``) or
-    SNIP under a gathering SyncBN on 2 gloo ranks (``snip_syncbn OUT_DIR``)
-    in a child process."""
+    """``tiny_child.py``: SNIP under a gathering SyncBN on 2 gloo ranks
+    (``snip_syncbn OUT_DIR``) in a child process."""
     return osp.join(osp.dirname(osp.abspath(__file__)), 'tiny_child.py')

@@ -1,11 +1,8 @@
-"""Child-process entry of the sparse tests, on the tiny set-up of
-``conftest.py`` (beside this file):
+"""Child-process entry of the sparse tests:
 
-    python tiny_child.py resume WORK_DIR CKPT OUT ITERS
     python tiny_child.py snip_syncbn OUT_DIR      (2 ranks, gloo, on CPU)
 
-Each saves ``final_state`` (``OUT``, or ``OUT_DIR/<rank>.pth``);
-``snip_syncbn`` saves each rank's SNIP masks.
+saves each rank's SNIP masks to ``OUT_DIR/<rank>.pth``.
 """
 import datetime
 import os.path as osp
@@ -16,22 +13,6 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from conftest import RESUME_HOOK, build_runner, final_state  # noqa: E402
-
-
-def resume(work_dir, ckpt, out, max_iters):
-    torch.use_deterministic_algorithms(True)
-    runner = build_runner(
-        work_dir,
-        dict(RESUME_HOOK),
-        max_iters=int(max_iters),
-        resume=True,
-        load_from=ckpt,
-        name='resumed')
-    runner.train()
-    torch.save(final_state(runner), out)
 
 
 def _free_port() -> int:
@@ -91,4 +72,4 @@ def snip_syncbn(out_dir):
 
 
 if __name__ == '__main__':
-    dict(resume=resume, snip_syncbn=snip_syncbn)[sys.argv[1]](*sys.argv[2:])
+    dict(snip_syncbn=snip_syncbn)[sys.argv[1]](*sys.argv[2:])

@@ -26,7 +26,7 @@ import torch
 _SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'dwconv_cpu.cpp')
 # The ISA is fixed at build time (-march=native), hence the key below.
 _CFLAGS = ['-O3', '-march=native', '-std=c++20', '-fopenmp', '-DNDEBUG']
-_state = dict(loaded=None, error=None, calls=0)
+_state = dict(loaded=None, error=None)
 DTYPES = (torch.float32, torch.bfloat16, torch.float64)
 
 
@@ -122,11 +122,6 @@ def usable(x: torch.Tensor) -> bool:
     return x.device.type == 'cpu' and x.dtype in DTYPES and available()
 
 
-def calls() -> int:
-    """Kernel calls so far in this process (tests check the path)."""
-    return _state['calls']
-
-
 def error() -> Optional[str]:
     """Why :func:`available` is False (None if it is not)."""
     return _state['error']
@@ -139,7 +134,6 @@ def forward(x: torch.Tensor,
     """Depthwise same-padded correlation (``flip``: with the kernel flipped,
     i.e. the input gradient), in the memory format of ``x``."""
     y = torch.empty_like(x)
-    _state['calls'] += 1
     torch.ops.mmslak_dwconv.forward(x, weight.to(x.dtype),
                                     None if bias is None else bias.to(x.dtype),
                                     y, flip)
@@ -151,7 +145,6 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int,
     """dL/dw (C, 1, kh, kw) in fp32 (fp64 for fp64 inputs)."""
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     dw = x.new_empty((x.shape[1], 1, kh, kw), dtype=dt)
-    _state['calls'] += 1
     torch.ops.mmslak_dwconv.weight_grad(grad.to(x.dtype), x, dw)
     return dw
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmslak.apis import drop_pretrained_init, init_model, task_family
 from mmslak.checkpoint import CheckpointMismatchError
@@ -29,10 +30,12 @@ def write_cfg(tmp_path, cfg, name='cfg.py'):
 
 
 def reference_state(cfg, seed):
-    """The weights of an independently built model (own registry call)."""
+    """The weights of an independently built model (own registry call, in
+    mmpretrain's scope whatever scope an earlier test left current)."""
     from mmpretrain.registry import MODELS
     torch.manual_seed(seed)
-    model = MODELS.build(cfg['model'])
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg['model'])
     model.init_weights()
     return {k: v.clone() for k, v in model.state_dict().items()}
 

@@ -82,9 +82,12 @@ def setup_cpu_distributed(cfg: Config) -> bool:
 
 
 def close_distributed() -> None:
-    """Destroy the process group at the end of a run (mmengine's Runner
-    leaves it to the interpreter's exit, where a gloo rank could abort
-    with 'terminate called without an active exception' after its results
-    were written: a failed exit status for a finished run)."""
+    """End a run's process group: wait for every rank (no rank tears its
+    connections down while another still uses them), then destroy it.
+    mmengine's Runner leaves the group to the interpreter's exit, where a
+    gloo rank could abort ('terminate called without an active exception')
+    after its results were written: a failed exit status for a finished
+    run."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -20,9 +20,24 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 
+
+def _epochs(max_epochs, lr_step):
+    """An epoch-based demo shortened to ``max_epochs``, the lr stepped
+    down once at ``lr_step``, the warm-up shrunk to 10 iterations."""
+    return f"""
+max_epochs = {max_epochs}
+param_scheduler = [
+    dict(_base_.param_scheduler[0], end=10),
+    dict(_base_.param_scheduler[1], end=max_epochs, milestones=[{lr_step}]),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+default_hooks = dict(checkpoint=dict(interval=max_epochs))
+"""
+
+
 # The demo schedules shortened: (config, override). Iteration-based ADE:
 # 80 of the demo's 200 iterations; epoch-based VOC / COCO: 4 of 8 and 3 of
-# 6 epochs, the lr steps and the warm-up shrunk with them.
+# 6 epochs.
 SHORT = {
     'ade': ('upernet_slak-demo_toy-ade.py', """
 iters = 80
@@ -33,24 +48,8 @@ param_scheduler = [
 train_cfg = dict(max_iters=iters, val_interval=iters)
 default_hooks = dict(checkpoint=dict(interval=iters))
 """),
-    'voc': ('faster-rcnn_slak-demo_toy-voc.py', """
-max_epochs = 4
-param_scheduler = [
-    dict(_base_.param_scheduler[0], end=10),
-    dict(_base_.param_scheduler[1], end=max_epochs, milestones=[3]),
-]
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
-default_hooks = dict(checkpoint=dict(interval=max_epochs))
-"""),
-    'coco': ('cascade-mask-rcnn_slak-demo_toy-coco.py', """
-max_epochs = 3
-param_scheduler = [
-    dict(_base_.param_scheduler[0], end=10),
-    dict(_base_.param_scheduler[1], end=max_epochs, milestones=[2]),
-]
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
-default_hooks = dict(checkpoint=dict(interval=max_epochs))
-"""),
+    'voc': ('faster-rcnn_slak-demo_toy-voc.py', _epochs(4, 3)),
+    'coco': ('cascade-mask-rcnn_slak-demo_toy-coco.py', _epochs(3, 2)),
 }
 
 

@@ -13,6 +13,13 @@ SCOPES = ('all', 'large_kernel')
 _LARGE_KERNEL_SUFFIXES = ('.LoRA1.conv.weight', '.LoRA2.conv.weight')
 
 
+def check_scope(scope: str) -> None:
+    """A ValueError naming ``scope`` and the valid ones unless it is one of
+    :data:`SCOPES`."""
+    if scope not in SCOPES:
+        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+
+
 def is_sparse_weight(name: str,
                      tensor: torch.Tensor,
                      scope: str = 'all') -> bool:
@@ -27,8 +34,7 @@ def is_sparse_weight(name: str,
             ``'large_kernel'``: only the Kx5 / 5xK strip kernels. Defaults
             to 'all'.
     """
-    if scope not in SCOPES:
-        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+    check_scope(scope)
     if not tensor.is_floating_point() or tensor.dim() not in (2, 4):
         return False
     return scope == 'all' or name.endswith(_LARGE_KERNEL_SUFFIXES)
@@ -52,8 +58,7 @@ def select_sparse_params(
     Frozen parameters (``requires_grad=False``) are never selected: they do
     not train, so pruning and regrowing them has no meaning.
     """
-    if scope not in SCOPES:
-        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+    check_scope(scope)
     if isinstance(exclude, str):
         exclude = [exclude]
     patterns = [re.compile(p) for p in exclude]

@@ -9,7 +9,7 @@ from typing import Any, Dict, Sequence
 import torch
 from mmengine.logging import print_log
 
-from .scope import SCOPES
+from .scope import check_scope
 
 __all__ = [
     'INITS', 'GROWTHS', 'check_density', 'check_exclude', 'check_positive_int',
@@ -44,9 +44,7 @@ def check_sparsity_args(args: Dict[str, Any]) -> dict:
     """
     if args['init'] not in INITS:
         raise ValueError(f'init must be one of {INITS}, got {args["init"]!r}')
-    if args['scope'] not in SCOPES:
-        raise ValueError(
-            f'scope must be one of {SCOPES}, got {args["scope"]!r}')
+    check_scope(args['scope'])
     if args['growth'] not in GROWTHS:
         raise ValueError(
             f'growth must be one of {GROWTHS}, got {args["growth"]!r}')

@@ -119,19 +119,10 @@ class DynamicSparsity:
                  snip_random: bool = True,
                  dense_threshold: Optional[float] = 0.99,
                  seed: int = 0) -> None:
+        arguments = locals()  # the options by the names OPTIONS lists
         args = self.check_options(
-            density=density,
-            init=init,
-            scope=scope,
-            exclude=exclude,
-            dynamic=dynamic,
-            update_interval=update_interval,
-            prune_rate=prune_rate,
-            final_prune_rate=final_prune_rate,
-            growth=growth,
-            erk_power_scale=erk_power_scale,
-            snip_random=snip_random,
-            dense_threshold=dense_threshold)
+            **{name: arguments[name]
+               for name in self.OPTIONS})
         self.model = model
         self.density = args['density']
         self.init = args['init']
